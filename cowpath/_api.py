@@ -1,0 +1,226 @@
+"""The contract every OS backend implements, and the descriptor-based engine.
+
+A backend answers one question: how to give a destination the data of a
+source, cloning when it can. Everything else (same-file checks, special
+files, symlinks, metadata, trees) is the shutil-shaped layer's job and is
+identical on every OS.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import stat
+from abc import ABC, abstractmethod
+from typing import TYPE_CHECKING, ClassVar, Final, Literal, Union
+
+from ._errors import CannotClone, with_filenames
+
+if TYPE_CHECKING:
+    from ._report import CopyReport
+
+__all__ = [
+    "REFLINK_MODES",
+    "Backend",
+    "FdBackend",
+    "ReflinkMode",
+    "StrOrBytesPath",
+    "copy_by_reading",
+    "resolve_mode",
+]
+
+StrOrBytesPath = Union[str, bytes, "os.PathLike[str]", "os.PathLike[bytes]"]
+ReflinkMode = Literal["auto", "always", "never"]
+REFLINK_MODES: Final = ("auto", "always", "never")
+ENV_VAR: Final = "COWPATH_REFLINK"
+
+# Descriptor flags. O_BINARY and O_NOINHERIT exist only on Windows, O_CLOEXEC
+# only on POSIX; each is 0 where it does not exist.
+_CLOEXEC: Final = getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_NOINHERIT", 0)
+READ_FLAGS: Final = os.O_RDONLY | _CLOEXEC | getattr(os, "O_BINARY", 0)
+WRITE_FLAGS: Final = os.O_WRONLY | _CLOEXEC | getattr(os, "O_BINARY", 0)
+
+# shutil.COPY_BUFSIZE: 1 MiB on Windows, 64 KiB elsewhere.
+COPY_BUFSIZE: Final = 1024 * 1024 if os.name == "nt" else 64 * 1024
+
+
+def resolve_mode(reflink: str | None) -> ReflinkMode:
+    """The effective mode: the argument, else ``$COWPATH_REFLINK``, else auto."""
+    source = "reflink"
+    if reflink is None:
+        reflink = os.environ.get(ENV_VAR) or "auto"
+        source = ENV_VAR
+    if reflink == "auto" or reflink == "always" or reflink == "never":
+        return reflink
+    raise ValueError(f"{source} must be one of 'auto', 'always', 'never', not {reflink!r}")
+
+
+def copy_by_reading(src_fd: int, dst_fd: int, bufsize: int = COPY_BUFSIZE) -> int:
+    """Copy from the current offsets to end of file with read/write calls.
+
+    The portable path, used when no kernel copy applies (and under a faked
+    ``os`` module, where it goes through the fake). Returns the byte count.
+    """
+    total = 0
+    while True:
+        chunk = os.read(src_fd, bufsize)
+        if not chunk:
+            return total
+        total += len(chunk)
+        view = memoryview(chunk)
+        while view:
+            view = view[os.write(dst_fd, view) :]
+
+
+class Backend(ABC):
+    """How one operating system puts a source file's data into a destination."""
+
+    #: Short name shown by diagnostics ("linux", "macos", "windows", "portable").
+    name: ClassVar[str]
+
+    @abstractmethod
+    def copy_data(
+        self,
+        src: StrOrBytesPath,
+        dst: StrOrBytesPath,
+        mode: ReflinkMode,
+        report: CopyReport | None,
+    ) -> None:
+        """Give ``dst`` the data of ``src`` as ``shutil.copyfile`` does.
+
+        ``src`` is followed if it is a symlink; ``dst`` is created (mode
+        0o666 minus the umask) or, if it exists, rewritten in place (same
+        inode; a symlink is written through). ``mode`` says whether to
+        clone ("auto": clone if possible, else copy; "always": clone or
+        raise ``ReflinkNotSupportedError``; "never": copy without any call
+        that may share extents). On any failure a destination that did not
+        exist is removed, and an existing one is untouched unless the
+        failure came after its old data had to be discarded (as in shutil).
+        """
+
+
+class FdBackend(Backend):
+    """A backend that clones and copies between open file descriptors.
+
+    Subclasses implement :meth:`clone_fd` and may replace :meth:`copy_fd`.
+    """
+
+    #: False when the backend cannot clone at all; "auto" then skips
+    #: straight to the copy and "always" fails at once.
+    can_clone: ClassVar[bool] = True
+
+    def clone_fd(
+        self, src_fd: int, dst_fd: int, src_st: os.stat_result, dst_size: int, dst: StrOrBytesPath
+    ) -> None:
+        """Make ``dst_fd`` a clone of ``src_fd``, replacing all its data.
+
+        ``dst_size`` is the destination's size before the call (0 when it
+        was just created). Raise :class:`CannotClone` while the destination
+        is untouched when cloning is impossible here; raise ``OSError`` for
+        real failures.
+        """
+        raise CannotClone(errno.EOPNOTSUPP, "this platform has no clone call")
+
+    def copy_fd(self, src_fd: int, dst_fd: int, src_st: os.stat_result, may_clone: bool) -> int:
+        """Copy all data of ``src_fd`` into the empty ``dst_fd``; return the byte count.
+
+        ``may_clone`` is false for ``reflink="never"``: no call that may
+        share extents behind cowpath's back is allowed then.
+        """
+        return copy_by_reading(src_fd, dst_fd)
+
+    def copy_data(
+        self,
+        src: StrOrBytesPath,
+        dst: StrOrBytesPath,
+        mode: ReflinkMode,
+        report: CopyReport | None,
+    ) -> None:
+        # The source is opened first, as shutil does, so that a missing or
+        # unreadable source fails before the destination is touched.
+        src_fd = os.open(src, READ_FLAGS)
+        try:
+            src_st = os.fstat(src_fd)
+            if stat.S_ISDIR(src_st.st_mode):
+                # io.open refuses directories; os.open does not on POSIX.
+                raise IsADirectoryError(errno.EISDIR, os.strerror(errno.EISDIR), src)
+            dst_fd, created = _open_destination(dst)
+            try:
+                cloned, nbytes = self._fill(src_fd, dst_fd, src_st, created is not None, mode, src, dst)
+            except BaseException:
+                os.close(dst_fd)
+                if created is not None:
+                    _remove_quietly(created)
+                raise
+            try:
+                os.close(dst_fd)
+            except OSError as exc:
+                # NFS and FUSE report deferred write errors here.
+                if created is not None:
+                    _remove_quietly(created)
+                raise with_filenames(exc, src, dst) from None
+        finally:
+            os.close(src_fd)
+        if report is not None:
+            report.record(cloned=cloned, nbytes=nbytes)
+
+    def _fill(
+        self,
+        src_fd: int,
+        dst_fd: int,
+        src_st: os.stat_result,
+        created: bool,
+        mode: ReflinkMode,
+        src: StrOrBytesPath,
+        dst: StrOrBytesPath,
+    ) -> tuple[bool, int]:
+        dst_st = None if created else os.fstat(dst_fd)
+        dst_size = 0 if dst_st is None else dst_st.st_size
+        if mode != "never":
+            try:
+                if not self.can_clone:
+                    raise CannotClone(errno.EOPNOTSUPP, "no clone support on this platform")
+                self.clone_fd(src_fd, dst_fd, src_st, dst_size, dst)
+            except CannotClone as signal:
+                if mode == "always":
+                    raise signal.to_error(src, dst) from None
+            except OSError as exc:
+                raise with_filenames(exc, src, dst) from None
+            else:
+                return True, src_st.st_size
+        if dst_st is not None and dst_size and stat.S_ISREG(dst_st.st_mode):
+            # shutil opens the destination with O_TRUNC; cowpath truncates
+            # only now, once a clone has been ruled out.
+            os.ftruncate(dst_fd, 0)
+        try:
+            return False, self.copy_fd(src_fd, dst_fd, src_st, mode != "never")
+        except OSError as exc:
+            raise with_filenames(exc, src, dst) from None
+
+
+def _open_destination(dst: StrOrBytesPath) -> tuple[int, StrOrBytesPath | None]:
+    """Open ``dst`` for writing without truncating it.
+
+    Returns the descriptor and, if this call created the file, the path to
+    remove should the copy fail (None for a destination that existed).
+    """
+    try:
+        return os.open(dst, WRITE_FLAGS | os.O_CREAT | os.O_EXCL, 0o666), dst
+    except FileExistsError:
+        pass
+    try:
+        return os.open(dst, WRITE_FLAGS), None
+    except FileNotFoundError:
+        if not os.path.islink(dst):
+            raise
+    # A dangling symlink: shutil's open(dst, "wb") creates the file it points
+    # to, and so does cowpath; that file is what to remove on failure.
+    fd = os.open(dst, WRITE_FLAGS | os.O_CREAT, 0o666)
+    return fd, os.path.realpath(dst)
+
+
+def _remove_quietly(path: StrOrBytesPath) -> None:
+    try:
+        os.unlink(path)
+    except OSError:
+        pass

@@ -1,0 +1,192 @@
+"""The shutil-shaped functions: copyfile, copy, copy2, copytree, reflink.
+
+Everything here is identical on every OS; only the data step goes to the
+backend chosen in :mod:`cowpath._select`.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import stat
+import sys
+from collections.abc import Callable, Iterable
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from ._api import ReflinkMode, StrOrBytesPath, resolve_mode
+from ._select import backend
+
+if TYPE_CHECKING:
+    from ._report import CopyReport
+
+__all__ = ["copy", "copy2", "copyfile", "copytree", "reflink"]
+
+_P = TypeVar("_P", bound=StrOrBytesPath)
+
+
+def _same_file(src: StrOrBytesPath, dst: StrOrBytesPath) -> bool:
+    # As shutil decides it: a DirEntry uses its cached stat; a path that
+    # cannot be stat'ed is not the same file as anything.
+    try:
+        src_st = src.stat() if isinstance(src, os.DirEntry) else os.stat(src)
+        return os.path.samestat(src_st, os.stat(dst))
+    except (OSError, ValueError):
+        return False
+
+
+def _check_special(path: StrOrBytesPath) -> None:
+    try:
+        st = path.stat() if isinstance(path, os.DirEntry) else os.stat(path)
+    except (OSError, ValueError):
+        return  # most likely does not exist yet; opening it will say so
+    if stat.S_ISFIFO(st.st_mode):
+        name = path.path if isinstance(path, os.DirEntry) else path
+        # Opening a FIFO would block until a writer appears.
+        raise shutil.SpecialFileError(f"`{name!s}` is a named pipe")
+
+
+def _is_link(path: StrOrBytesPath) -> bool:
+    return path.is_symlink() if isinstance(path, os.DirEntry) else os.path.islink(path)
+
+
+def copyfile(
+    src: StrOrBytesPath,
+    dst: _P,
+    *,
+    follow_symlinks: bool = True,
+    reflink: ReflinkMode | None = None,
+    report: CopyReport | None = None,
+) -> _P:
+    """Copy the data of ``src`` to ``dst``, as :func:`shutil.copyfile` does, cloning if possible.
+
+    Same signature, return value, exceptions and metadata as
+    :func:`shutil.copyfile`: ``dst`` gets the data only (mode 0o666 minus the
+    umask if it is created; an existing ``dst`` is rewritten in place and
+    keeps its mode, inode and hard links; a symlink ``dst`` is written
+    through). Raises :class:`shutil.SameFileError` if both name the same
+    file and :class:`shutil.SpecialFileError` for a named pipe.
+
+    Keyword-only extras:
+
+    ``reflink``
+        ``"auto"`` (clone where the filesystem can, else copy),
+        ``"always"`` (clone or raise :class:`~cowpath.ReflinkNotSupportedError`,
+        leaving an existing ``dst`` untouched) or ``"never"`` (copy, with no
+        call that may share extents). ``None`` takes ``$COWPATH_REFLINK``,
+        else ``"auto"``.
+    ``report``
+        A :class:`~cowpath.CopyReport` to count the file as cloned or copied.
+    """
+    sys.audit("shutil.copyfile", src, dst)
+    mode = resolve_mode(reflink)
+    if _same_file(src, dst):
+        raise shutil.SameFileError(f"{src!r} and {dst!r} are the same file")
+    _check_special(src)
+    _check_special(dst)
+    if not follow_symlinks and _is_link(src):
+        os.symlink(os.readlink(src), dst)
+        return dst
+    try:
+        backend().copy_data(src, dst, mode, report)
+    except IsADirectoryError as exc:
+        # shutil's wording when dst names a directory that does not exist
+        # (a trailing slash), bpo-43219.
+        if exc.filename is not src and not os.path.exists(dst):
+            raise FileNotFoundError(f"Directory does not exist: {dst!s}") from exc
+        raise
+    return dst
+
+
+def _into_directory(src: StrOrBytesPath, dst: StrOrBytesPath) -> Any:
+    if os.path.isdir(dst):
+        return os.path.join(dst, os.path.basename(src))  # type: ignore[arg-type,type-var]
+    return dst
+
+
+def copy(
+    src: StrOrBytesPath,
+    dst: _P,
+    *,
+    follow_symlinks: bool = True,
+    reflink: ReflinkMode | None = None,
+    report: CopyReport | None = None,
+) -> _P | str | bytes:
+    """Copy data and mode bits, as :func:`shutil.copy` does, cloning if possible.
+
+    ``dst`` may be a directory, in which case the file goes inside it with
+    the same base name; returns the path of the new file. The mode bits are
+    copied after the data (a clone carries data only, so an executable stays
+    executable). ``reflink`` and ``report`` are as for :func:`copyfile`.
+    """
+    dst = _into_directory(src, dst)
+    copyfile(src, dst, follow_symlinks=follow_symlinks, reflink=reflink, report=report)
+    shutil.copymode(src, dst, follow_symlinks=follow_symlinks)
+    return dst
+
+
+def copy2(
+    src: StrOrBytesPath,
+    dst: _P,
+    *,
+    follow_symlinks: bool = True,
+    reflink: ReflinkMode | None = None,
+    report: CopyReport | None = None,
+) -> _P | str | bytes:
+    """Copy data and all metadata, as :func:`shutil.copy2` does, cloning if possible.
+
+    Like :func:`copy`, then times, mode bits, flags and extended attributes
+    are copied with :func:`shutil.copystat`. ``reflink`` and ``report`` are
+    as for :func:`copyfile`.
+    """
+    dst = _into_directory(src, dst)
+    copyfile(src, dst, follow_symlinks=follow_symlinks, reflink=reflink, report=report)
+    shutil.copystat(src, dst, follow_symlinks=follow_symlinks)
+    return dst
+
+
+def copytree(
+    src: StrOrBytesPath,
+    dst: _P,
+    symlinks: bool = False,
+    ignore: Callable[[Any, list[str]], Iterable[str]] | None = None,
+    copy_function: Callable[[Any, Any], object] = copy2,
+    ignore_dangling_symlinks: bool = False,
+    dirs_exist_ok: bool = False,
+    *,
+    reflink: ReflinkMode | None = None,
+    report: CopyReport | None = None,
+) -> _P:
+    """Copy a directory tree, as :func:`shutil.copytree` does, cloning every file it can.
+
+    Same signature, order of operations, ``ignore``/``symlinks``/
+    ``dirs_exist_ok`` handling and :class:`shutil.Error` aggregation as
+    :func:`shutil.copytree`. The default ``copy_function`` is cowpath's
+    :func:`copy2`; ``reflink`` and ``report`` apply when it is cowpath's
+    :func:`copy2` or :func:`copy` (a custom function is called as given).
+    """
+    mode = resolve_mode(reflink)
+    function: Callable[[Any, Any], object] = copy_function
+    if copy_function is copy2 or copy_function is copy:
+
+        def function(s: Any, d: Any) -> object:
+            return copy_function(s, d, reflink=mode, report=report)  # type: ignore[call-arg]
+
+    return shutil.copytree(  # type: ignore[no-any-return]
+        src,
+        dst,
+        symlinks=symlinks,
+        ignore=ignore,
+        copy_function=function,
+        ignore_dangling_symlinks=ignore_dangling_symlinks,
+        dirs_exist_ok=dirs_exist_ok,
+    )
+
+
+def reflink(src: StrOrBytesPath, dst: _P, *, report: CopyReport | None = None) -> _P:
+    """Clone ``src`` to ``dst`` or raise :class:`~cowpath.ReflinkNotSupportedError`.
+
+    The same as ``copyfile(src, dst, reflink="always")``: the data is shared,
+    not copied; ``dst`` is created or rewritten in place; when the clone is
+    refused an existing ``dst`` is left exactly as it was. Returns ``dst``.
+    """
+    return copyfile(src, dst, reflink="always", report=report)

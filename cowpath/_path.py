@@ -1,0 +1,166 @@
+"""CowPath: a pathlib.Path whose copies clone."""
+
+from __future__ import annotations
+
+import errno
+import os
+import shutil
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING, Union
+
+from ._api import ReflinkMode, resolve_mode
+from ._copy import copyfile
+
+if TYPE_CHECKING:
+    from ._report import CopyReport
+
+__all__ = ["CowPath"]
+
+# Subclass the concrete class: Python 3.10 and 3.11 cannot subclass
+# pathlib.Path itself (it has no flavour); 3.12+ can, and either way the
+# result is a pathlib.Path, and derived paths are CowPath on every version.
+if sys.platform == "win32":
+    from pathlib import WindowsPath as _ConcretePath
+else:
+    from pathlib import PosixPath as _ConcretePath
+
+_Target = Union[str, "os.PathLike[str]"]
+
+
+def _distinct(source: Path, target: Path) -> None:
+    # As Python 3.14's Path.copy: copying onto itself or into itself is refused.
+    if source == target:
+        message = "Source and target are the same path"
+    elif source in target.parents:
+        message = "Source path is a parent of target path"
+    else:
+        return
+    raise OSError(errno.EINVAL, message, str(source), None, str(target))
+
+
+class CowPath(_ConcretePath):
+    """A :class:`pathlib.Path` whose ``copy``, ``copy_into`` and ``reflink_to`` clone.
+
+    Every derived path (``/``, ``parent``, ``with_name``, ``iterdir``, ...)
+    is a ``CowPath`` too. ``copy`` and ``copy_into`` have the signatures of
+    Python 3.14's :meth:`pathlib.Path.copy` and :meth:`pathlib.Path.copy_into`
+    and are available on every supported Python.
+    """
+
+    __slots__ = ()
+
+    def _derive(self, target: _Target) -> CowPath:
+        if isinstance(target, CowPath):
+            return target
+        return type(self)(target)
+
+    def copy(
+        self,
+        target: _Target,
+        *,
+        follow_symlinks: bool = True,
+        preserve_metadata: bool = False,
+        reflink: ReflinkMode | None = None,
+        report: CopyReport | None = None,
+    ) -> CowPath:
+        """Copy this file or directory tree to ``target``; return ``target`` as a CowPath.
+
+        Python 3.14's :meth:`pathlib.Path.copy`, cloning every file it can:
+        a file is written to ``target`` (replacing an existing file); a
+        directory is copied recursively into a new directory ``target``
+        (:class:`FileExistsError` if it exists). With ``follow_symlinks``
+        false a symlink is recreated rather than followed. With
+        ``preserve_metadata`` true, permissions, times, flags and extended
+        attributes are copied too. Copying a path onto or into itself raises
+        :class:`OSError` (``EINVAL``). ``reflink`` and ``report`` are as for
+        :func:`cowpath.copyfile`.
+        """
+        mode = resolve_mode(reflink)
+        destination = self._derive(target)
+        _distinct(self, destination)
+        _copy_entry(self, destination, follow_symlinks, preserve_metadata, mode, report)
+        return destination
+
+    def copy_into(
+        self,
+        target_dir: _Target,
+        *,
+        follow_symlinks: bool = True,
+        preserve_metadata: bool = False,
+        reflink: ReflinkMode | None = None,
+        report: CopyReport | None = None,
+    ) -> CowPath:
+        """Copy this file or tree into the existing directory ``target_dir``.
+
+        Python 3.14's :meth:`pathlib.Path.copy_into`: the same as
+        ``copy(target_dir / self.name, ...)``; returns the new path.
+        """
+        name = self.name
+        if not name:
+            raise ValueError(f"{self!r} has an empty name")
+        return self.copy(
+            self._derive(target_dir) / name,
+            follow_symlinks=follow_symlinks,
+            preserve_metadata=preserve_metadata,
+            reflink=reflink,
+            report=report,
+        )
+
+    def reflink_to(
+        self,
+        target: _Target,
+        *,
+        follow_symlinks: bool = True,
+        preserve_metadata: bool = False,
+        report: CopyReport | None = None,
+    ) -> CowPath:
+        """Clone this file (or every file of this tree) to ``target``; return ``target``.
+
+        ``self`` is the source and ``target`` the new file, as with
+        :meth:`copy` and Python 3.14's ``Path.copy(target)``; note that this
+        is the reverse of :meth:`pathlib.Path.symlink_to`, where ``self`` is
+        the new link. Raises :class:`~cowpath.ReflinkNotSupportedError` if a
+        file cannot be cloned (an existing target file is then untouched).
+        It is ``copy(target, reflink="always", ...)``.
+        """
+        return self.copy(
+            target,
+            follow_symlinks=follow_symlinks,
+            preserve_metadata=preserve_metadata,
+            reflink="always",
+            report=report,
+        )
+
+
+def _copy_entry(
+    source: CowPath,
+    target: CowPath,
+    follow_symlinks: bool,
+    preserve_metadata: bool,
+    mode: ReflinkMode,
+    report: CopyReport | None,
+) -> None:
+    if not follow_symlinks and source.is_symlink():
+        target.symlink_to(os.readlink(source), target_is_directory=source.is_dir())
+        if preserve_metadata:
+            shutil.copystat(source, target, follow_symlinks=False)
+    elif source.is_dir():
+        children = list(source.iterdir())
+        os.mkdir(target)
+        for child in children:
+            _copy_entry(child, target / child.name, follow_symlinks, preserve_metadata, mode, report)
+        if preserve_metadata:
+            shutil.copystat(source, target)
+    else:
+        try:
+            same = os.path.samestat(source.stat(), target.stat())
+        except OSError:
+            same = False
+        if same:
+            raise OSError(
+                errno.EINVAL, "Source and target are the same file", str(source), None, str(target)
+            )
+        copyfile(source, target, reflink=mode, report=report)
+        if preserve_metadata:
+            shutil.copystat(source, target)

@@ -1,0 +1,62 @@
+"""What a copy did: how many files and bytes were cloned and how many copied."""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass, field
+
+__all__ = ["CopyReport"]
+
+
+@dataclass
+class CopyReport:
+    """Counts of what one or more copies did.
+
+    Pass an instance as ``report=`` to any cowpath copy function; it is
+    updated as each regular file's data is written (a tree adds up every
+    file). Nothing is counted, and nothing costs anything, when no report is
+    passed. One report may be shared by several calls and threads.
+
+    ``files_cloned``/``bytes_cloned`` count files whose data now shares the
+    source's extents (a clone: no data was read or written).
+    ``files_copied``/``bytes_copied`` count files whose data was copied;
+    the kernel may still share extents for some of them on its own (Linux
+    ``copy_file_range`` on btrfs, XFS and NFS does), which cowpath cannot
+    observe, so they are counted as copies.
+    """
+
+    files_cloned: int = 0
+    bytes_cloned: int = 0
+    files_copied: int = 0
+    bytes_copied: int = 0
+    _lock: threading.Lock = field(
+        default_factory=threading.Lock, init=False, repr=False, compare=False
+    )
+
+    @property
+    def files(self) -> int:
+        """Files whose data was written, cloned or copied."""
+        return self.files_cloned + self.files_copied
+
+    @property
+    def bytes(self) -> int:
+        """Bytes of file data written, cloned or copied."""
+        return self.bytes_cloned + self.bytes_copied
+
+    def record(self, *, cloned: bool, nbytes: int) -> None:
+        """Count one file. Called by cowpath; safe from several threads."""
+        with self._lock:
+            if cloned:
+                self.files_cloned += 1
+                self.bytes_cloned += nbytes
+            else:
+                self.files_copied += 1
+                self.bytes_copied += nbytes
+
+    def merge(self, other: CopyReport) -> None:
+        """Add the counts of ``other`` to this report."""
+        with self._lock:
+            self.files_cloned += other.files_cloned
+            self.bytes_cloned += other.bytes_cloned
+            self.files_copied += other.files_copied
+            self.bytes_copied += other.bytes_copied
