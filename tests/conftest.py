@@ -1,0 +1,185 @@
+"""Real filesystems for the tests: loop-mounted btrfs, XFS and ext4, and tmpfs.
+
+They need root, util-linux ``mount``, ``mkfs.btrfs`` (btrfs-progs) and
+``mkfs.xfs`` (xfsprogs). Where they cannot be made the tests that need them
+skip with the reason, unless ``COWPATH_REQUIRE_LOOPFS=1`` (set by ``.ci/run``)
+says they must run: then they fail.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import tempfile
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+REQUIRED = os.environ.get("COWPATH_REQUIRE_LOOPFS") == "1"
+
+MKFS = {
+    "btrfs": ["mkfs.btrfs", "-q", "-f"],
+    "xfs": ["mkfs.xfs", "-q", "-f", "-m", "reflink=1"],
+    "ext4": ["mkfs.ext4", "-q", "-F"],
+}
+CLONING = ("btrfs", "xfs")
+ALL_FS = ("btrfs", "xfs", "ext4", "tmpfs")
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption("--run-slow", action="store_true", help="also run tests marked slow")
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    if config.getoption("--run-slow") or os.environ.get("COWPATH_RUN_SLOW") == "1":
+        return
+    skip = pytest.mark.skip(reason="slow: run with --run-slow or COWPATH_RUN_SLOW=1")
+    for item in items:
+        if "slow" in item.keywords:
+            item.add_marker(skip)
+
+
+def _unavailable(reason: str) -> None:
+    if REQUIRED:
+        pytest.fail(f"COWPATH_REQUIRE_LOOPFS=1 but {reason}", pytrace=False)
+    pytest.skip(reason)
+
+
+class Mounts:
+    """Mounts made on first use and removed at the end of the session."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.mounted: dict[str, Path] = {}
+        self.failed: dict[str, str] = {}
+
+    def get(self, kind: str) -> Path:
+        if kind in self.mounted:
+            return self.mounted[kind]
+        if kind in self.failed:
+            _unavailable(self.failed[kind])
+        try:
+            self.mounted[kind] = self._mount(kind)
+        except _Unavailable as exc:
+            self.failed[kind] = str(exc)
+            _unavailable(str(exc))
+        return self.mounted[kind]
+
+    def _mount(self, kind: str) -> Path:
+        if os.geteuid() != 0:
+            raise _Unavailable(f"mounting {kind} needs root")
+        point = self.root / f"mnt-{kind}"
+        point.mkdir()
+        if kind == "tmpfs":
+            command = ["mount", "-t", "tmpfs", "-o", "size=2G", "tmpfs", str(point)]
+        else:
+            tool = shutil.which(MKFS[kind][0])
+            if tool is None:
+                raise _Unavailable(f"{MKFS[kind][0]} is not installed")
+            image = self.root / f"{kind}.img"
+            with open(image, "wb") as f:
+                f.truncate(4 * 1024**3)
+            made = subprocess.run([*MKFS[kind], str(image)], capture_output=True, text=True)
+            if made.returncode:
+                raise _Unavailable(f"{MKFS[kind][0]} failed: {made.stderr.strip()}")
+            command = ["mount", "-o", "loop", str(image), str(point)]
+        done = subprocess.run(command, capture_output=True, text=True)
+        if done.returncode:
+            raise _Unavailable(f"cannot mount {kind}: {done.stderr.strip()}")
+        return point
+
+    def close(self) -> None:
+        for point in self.mounted.values():
+            subprocess.run(["umount", "-l", str(point)], capture_output=True)
+
+
+class _Unavailable(Exception):
+    pass
+
+
+@pytest.fixture(scope="session")
+def mounts() -> Iterator[Mounts]:
+    root = Path(tempfile.mkdtemp(prefix="cowpath-fs-", dir=os.environ.get("COWPATH_IMAGE_DIR")))
+    m = Mounts(root)
+    yield m
+    m.close()
+    shutil.rmtree(root, ignore_errors=True)
+
+
+def _fresh(mounts: Mounts, kind: str) -> Path:
+    path = mounts.get(kind) / uuid.uuid4().hex
+    path.mkdir()
+    return path
+
+
+@pytest.fixture
+def btrfs(mounts: Mounts) -> Iterator[Path]:
+    """A fresh empty directory on a loop-mounted btrfs."""
+    path = _fresh(mounts, "btrfs")
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
+
+
+@pytest.fixture
+def xfs(mounts: Mounts) -> Iterator[Path]:
+    """A fresh empty directory on a loop-mounted XFS with reflink=1."""
+    path = _fresh(mounts, "xfs")
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
+
+
+@pytest.fixture
+def ext4(mounts: Mounts) -> Iterator[Path]:
+    """A fresh empty directory on a loop-mounted ext4 (no clones)."""
+    path = _fresh(mounts, "ext4")
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
+
+
+@pytest.fixture
+def tmpfs(mounts: Mounts) -> Iterator[Path]:
+    """A fresh empty directory on a tmpfs (no clones)."""
+    path = _fresh(mounts, "tmpfs")
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
+
+
+@pytest.fixture(params=CLONING)
+def cloning_fs(request: pytest.FixtureRequest, mounts: Mounts) -> Iterator[Path]:
+    """A fresh directory on each filesystem that clones (btrfs, XFS)."""
+    path = _fresh(mounts, request.param)
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
+
+
+@pytest.fixture(params=ALL_FS)
+def any_fs(request: pytest.FixtureRequest, mounts: Mounts) -> Iterator[Path]:
+    """A fresh directory on each test filesystem, cloning or not."""
+    path = _fresh(mounts, request.param)
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
+
+
+@pytest.fixture
+def cross_fs(mounts: Mounts) -> Iterator[tuple[Path, Path]]:
+    """Two fresh directories on different cloning filesystems (XFS, btrfs)."""
+    pair = (_fresh(mounts, "xfs"), _fresh(mounts, "btrfs"))
+    yield pair
+    for path in pair:
+        shutil.rmtree(path, ignore_errors=True)
+
+
+@pytest.fixture(params=[*ALL_FS, "cross"])
+def src_dst_dirs(request: pytest.FixtureRequest, mounts: Mounts) -> Iterator[tuple[Path, Path]]:
+    """(source dir, destination dir) on every filesystem, and across two."""
+    if request.param == "cross":
+        pair = (_fresh(mounts, "xfs"), _fresh(mounts, "btrfs"))
+    else:
+        same = _fresh(mounts, request.param)
+        pair = (same, same)
+    yield pair
+    for path in set(pair):
+        shutil.rmtree(path, ignore_errors=True)
