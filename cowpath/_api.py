@@ -8,6 +8,7 @@ identical on every OS.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import os
 import stat
@@ -50,8 +51,12 @@ def resolve_mode(reflink: str | None) -> ReflinkMode:
     if reflink is None:
         reflink = os.environ.get(ENV_VAR) or "auto"
         source = ENV_VAR
-    if reflink == "auto" or reflink == "always" or reflink == "never":
-        return reflink
+    if reflink == "auto":
+        return "auto"
+    if reflink == "always":
+        return "always"
+    if reflink == "never":
+        return "never"
     raise ValueError(f"{source} must be one of 'auto', 'always', 'never', not {reflink!r}")
 
 
@@ -220,7 +225,5 @@ def _open_destination(dst: StrOrBytesPath) -> tuple[int, StrOrBytesPath | None]:
 
 
 def _remove_quietly(path: StrOrBytesPath) -> None:
-    try:
+    with contextlib.suppress(OSError):
         os.unlink(path)
-    except OSError:
-        pass

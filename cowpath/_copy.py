@@ -84,7 +84,8 @@ def copyfile(
     _check_special(src)
     _check_special(dst)
     if not follow_symlinks and _is_link(src):
-        os.symlink(os.readlink(src), dst)
+        link: Any = src  # readlink's AnyStr cannot be inferred from the union
+        os.symlink(os.readlink(link), dst)
         return dst
     try:
         backend().copy_data(src, dst, mode, report)
@@ -99,7 +100,7 @@ def copyfile(
 
 def _into_directory(src: StrOrBytesPath, dst: StrOrBytesPath) -> Any:
     if os.path.isdir(dst):
-        return os.path.join(dst, os.path.basename(src))  # type: ignore[arg-type,type-var]
+        return os.path.join(dst, os.path.basename(src))  # type: ignore[arg-type]
     return dst
 
 
@@ -169,9 +170,10 @@ def copytree(
     if copy_function is copy2 or copy_function is copy:
 
         def function(s: Any, d: Any) -> object:
-            return copy_function(s, d, reflink=mode, report=report)  # type: ignore[call-arg]
+            return copy_function(s, d, reflink=mode, report=report)
 
-    return shutil.copytree(  # type: ignore[no-any-return]
+    tree: Any = shutil.copytree
+    result: _P = tree(
         src,
         dst,
         symlinks=symlinks,
@@ -180,6 +182,7 @@ def copytree(
         ignore_dangling_symlinks=ignore_dangling_symlinks,
         dirs_exist_ok=dirs_exist_ok,
     )
+    return result
 
 
 def reflink(src: StrOrBytesPath, dst: _P, *, report: CopyReport | None = None) -> _P:

@@ -8,7 +8,6 @@ from typing import Final
 __all__ = ["ReflinkNotSupportedError"]
 
 
-
 class ReflinkNotSupportedError(OSError):
     """A clone was required (``reflink="always"``) but cannot be made.
 
@@ -21,7 +20,7 @@ class ReflinkNotSupportedError(OSError):
     """
 
 
-class CannotClone(Exception):  # noqa: N818 - a signal, not an error for callers
+class CannotClone(Exception):
     """Raised by a backend while the destination is still untouched.
 
     It is deliberately *not* an :class:`OSError`: a caller that catches

@@ -23,7 +23,8 @@ __all__ = ["LinuxBackend", "ficlone_request"]
 # the kernel checks all of them before it changes anything.
 CLONE_FALLBACK_ERRNOS: Final[frozenset[int]] = frozenset(
     {
-        errno.EOPNOTSUPP,  # the filesystem cannot share extents (ext4, tmpfs); ENOTSUP is the same value on Linux
+        # The filesystem cannot share extents (ext4, tmpfs); ENOTSUP is the same value on Linux.
+        errno.EOPNOTSUPP,
         errno.EXDEV,  # source and destination are on different filesystems or mounts
         # Unaligned length onto a longer destination, a btrfs NOCOW/COW
         # mismatch, a special file or a filesystem that rejects the request.
@@ -172,9 +173,7 @@ class LinuxBackend(FdBackend):
         os.ftruncate(dst_fd, size)
         return size if total <= size else total
 
-    def _copy_range(
-        self, src_fd: int, dst_fd: int, start: int, length: int | None, may_clone: bool
-    ) -> int:
+    def _copy_range(self, src_fd: int, dst_fd: int, start: int, length: int | None, may_clone: bool) -> int:
         """Copy ``length`` bytes (None: to end of file) at ``start``; return bytes copied."""
         done = 0
         use_cfr = may_clone and not self._cfr_missing

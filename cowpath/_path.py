@@ -158,9 +158,7 @@ def _copy_entry(
         except OSError:
             same = False
         if same:
-            raise OSError(
-                errno.EINVAL, "Source and target are the same file", str(source), None, str(target)
-            )
+            raise OSError(errno.EINVAL, "Source and target are the same file", str(source), None, str(target))
         copyfile(source, target, reflink=mode, report=report)
         if preserve_metadata:
             shutil.copystat(source, target)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import os
 import secrets
@@ -96,7 +97,5 @@ def _probe(first: str, second: str) -> bool | None:
         return True
     finally:
         for leftover in (dst, src):
-            try:
+            with contextlib.suppress(OSError):
                 os.unlink(leftover)
-            except OSError:
-                pass

@@ -29,9 +29,7 @@ class CopyReport:
     bytes_cloned: int = 0
     files_copied: int = 0
     bytes_copied: int = 0
-    _lock: threading.Lock = field(
-        default_factory=threading.Lock, init=False, repr=False, compare=False
-    )
+    _lock: threading.Lock = field(default_factory=threading.Lock, init=False, repr=False, compare=False)
 
     @property
     def files(self) -> int:

@@ -82,18 +82,18 @@ class Mounts:
             image = self.root / f"{kind}.img"
             with open(image, "wb") as f:
                 f.truncate(4 * 1024**3)
-            made = subprocess.run([*MKFS[kind], str(image)], capture_output=True, text=True)
+            made = subprocess.run([*MKFS[kind], str(image)], check=False, capture_output=True, text=True)
             if made.returncode:
                 raise _Unavailable(f"{MKFS[kind][0]} failed: {made.stderr.strip()}")
             command = ["mount", "-o", "loop", str(image), str(point)]
-        done = subprocess.run(command, capture_output=True, text=True)
+        done = subprocess.run(command, check=False, capture_output=True, text=True)
         if done.returncode:
             raise _Unavailable(f"cannot mount {kind}: {done.stderr.strip()}")
         return point
 
     def close(self) -> None:
         for point in self.mounted.values():
-            subprocess.run(["umount", "-l", str(point)], capture_output=True)
+            subprocess.run(["umount", "-l", str(point)], check=False, capture_output=True)
 
 
 class _Unavailable(Exception):

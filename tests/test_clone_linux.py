@@ -11,7 +11,7 @@ import pytest
 import cowpath
 from tests.fsutil import data_bytes, free_bytes, shared_bytes
 
-pytestmark = pytest.mark.skipif(not os.uname().sysname == "Linux", reason="Linux backend")
+pytestmark = pytest.mark.skipif(os.uname().sysname != "Linux", reason="Linux backend")
 
 MIB = 1024 * 1024
 
@@ -23,7 +23,9 @@ def _write(path: Path, size: int, seed: int = 1) -> bytes:
     return data
 
 
-@pytest.mark.parametrize("function", [cowpath.copyfile, cowpath.copy, cowpath.copy2, cowpath.reflink])
+@pytest.mark.parametrize(
+    "function", [cowpath.copyfile, cowpath.copy, cowpath.copy2, cowpath.reflink]
+)
 def test_clone_shares_every_extent(cloning_fs: Path, function: object) -> None:
     src = cloning_fs / "src"
     dst = cloning_fs / "dst"
@@ -60,7 +62,7 @@ def test_writing_to_clone_leaves_source(cloning_fs: Path) -> None:
     assert src.read_bytes() == data
     changed = dst.read_bytes()
     assert changed[MIB : MIB + 4096] == b"X" * 4096
-    assert changed[: MIB] == data[:MIB]
+    assert changed[:MIB] == data[:MIB]
     assert changed.endswith(b"tail")
     # The untouched ranges are still shared after the write.
     assert 0 < shared_bytes(dst) < data_bytes(dst)
@@ -87,7 +89,9 @@ def test_auto_copies_where_clones_are_impossible(kind: str, request: pytest.Fixt
 
 
 @pytest.mark.parametrize("kind", ["ext4", "tmpfs"])
-def test_always_raises_where_clones_are_impossible(kind: str, request: pytest.FixtureRequest) -> None:
+def test_always_raises_where_clones_are_impossible(
+    kind: str, request: pytest.FixtureRequest
+) -> None:
     where: Path = request.getfixturevalue(kind)
     src = where / "src"
     _write(src, 1000)
@@ -133,8 +137,12 @@ def test_environment_sets_default(cloning_fs: Path, monkeypatch: pytest.MonkeyPa
         cowpath.copyfile(src, cloning_fs / "dst3")
 
 
-@pytest.mark.parametrize(("old_size", "new_size"), [(10000, 5000), (10000, 8192), (5000, 9000), (1, 0), (9000, 9000)])
-def test_clone_onto_existing_destination_in_place(cloning_fs: Path, old_size: int, new_size: int) -> None:
+@pytest.mark.parametrize(
+    ("old_size", "new_size"), [(10000, 5000), (10000, 8192), (5000, 9000), (1, 0), (9000, 9000)]
+)
+def test_clone_onto_existing_destination_in_place(
+    cloning_fs: Path, old_size: int, new_size: int
+) -> None:
     src = cloning_fs / "src"
     dst = cloning_fs / "dst"
     link = cloning_fs / "hardlink"
@@ -165,7 +173,9 @@ def test_refused_clone_leaves_existing_destination(cross_fs: tuple[Path, Path]) 
     assert (b / "dst").stat().st_mtime_ns == mtime
 
 
-def test_supports_reflink(mounts: object, cloning_fs: Path, ext4: Path, tmpfs: Path, cross_fs: tuple[Path, Path]) -> None:
+def test_supports_reflink(
+    mounts: object, cloning_fs: Path, ext4: Path, tmpfs: Path, cross_fs: tuple[Path, Path]
+) -> None:
     assert cowpath.supports_reflink(cloning_fs)
     assert cowpath.supports_reflink(cloning_fs / "not-yet-a-file")
     assert not cowpath.supports_reflink(ext4)

@@ -1,0 +1,53 @@
+#!/usr/bin/env bash
+# The whole test suite, from a fresh machine: system packages, one virtual
+# environment per Python 3.10+ found, the development dependencies, then
+# pytest (which also runs mypy, ruff and actionlint) on each Python.
+#
+#   sudo bash tools/test.sh            # every Python found
+#   PYTHONS=python3.12 bash tools/test.sh
+#   bash tools/test.sh -k contract     # extra arguments go to pytest
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+if [ "$(id -u)" = 0 ] && { ! command -v mkfs.xfs >/dev/null || ! command -v mkfs.btrfs >/dev/null; }; then
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get install -y -qq xfsprogs btrfs-progs >/dev/null \
+        || { apt-get update -qq && apt-get install -y -qq xfsprogs btrfs-progs >/dev/null; }
+fi
+
+if [ -z "${PYTHONS:-}" ]; then
+    PYTHONS=""
+    for candidate in /root/.pyenv/versions/3.1[0-9]*/bin/python3 \
+                     python3.10 python3.11 python3.12 python3.13 python3.14; do
+        exe=$(command -v "$candidate" 2>/dev/null || true)
+        [ -n "$exe" ] || continue
+        version=$("$exe" -c 'import sys; print("%d.%d" % sys.version_info[:2])')
+        case " $seen " in *" $version "*) continue ;; esac
+        seen="${seen:-} $version"
+        PYTHONS="$PYTHONS $exe"
+    done
+    [ -n "$PYTHONS" ] || PYTHONS=python3
+fi
+
+# The real-filesystem tests must run, not skip, wherever this runs as root.
+if [ "$(id -u)" = 0 ]; then
+    export COWPATH_REQUIRE_LOOPFS=1
+fi
+
+status=0
+summary=""
+for py in $PYTHONS; do
+    version=$("$py" -c 'import sys; print("%d.%d" % sys.version_info[:2])')
+    venv=".venv-$version"
+    echo "=== Python $version ($py)"
+    [ -x "$venv/bin/python" ] || "$py" -m venv "$venv"
+    "$venv/bin/python" -m pip install -q --disable-pip-version-check -e ".[test]"
+    if "$venv/bin/python" -m pytest -p no:cacheprovider "$@"; then
+        summary="$summary\n  Python $version: passed"
+    else
+        summary="$summary\n  Python $version: FAILED"
+        status=1
+    fi
+done
+printf "=== summary%b\n" "$summary"
+exit $status
