@@ -17,13 +17,14 @@ fi
 
 if [ -z "${PYTHONS:-}" ]; then
     PYTHONS=""
+    seen=""
     for candidate in /root/.pyenv/versions/3.1[0-9]*/bin/python3 \
                      python3.10 python3.11 python3.12 python3.13 python3.14; do
         exe=$(command -v "$candidate" 2>/dev/null || true)
         [ -n "$exe" ] || continue
-        version=$("$exe" -c 'import sys; print("%d.%d" % sys.version_info[:2])')
+        version=$("$exe" -c 'import sys; print("%d.%d" % sys.version_info[:2])' 2>/dev/null) || continue
         case " $seen " in *" $version "*) continue ;; esac
-        seen="${seen:-} $version"
+        seen="$seen $version"
         PYTHONS="$PYTHONS $exe"
     done
     [ -n "$PYTHONS" ] || PYTHONS=python3
