@@ -16,6 +16,7 @@ from ._path import CowPath
 from ._probe import supports_reflink
 from ._report import CopyReport
 from ._select import BACKEND as _BACKEND
+from ._tree import TreeProgress
 
 __version__ = "0.1.0"
 
@@ -26,6 +27,7 @@ __all__ = [
     "ReflinkNotSupportedError",
     "SameFileError",
     "SpecialFileError",
+    "TreeProgress",
     "backend_name",
     "copy",
     "copy2",

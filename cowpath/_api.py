@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import os
+import shutil
 import stat
 from abc import ABC, abstractmethod
 from typing import TYPE_CHECKING, ClassVar, Final, Literal, Union
@@ -21,6 +22,9 @@ if TYPE_CHECKING:
     from ._report import CopyReport
 
 __all__ = [
+    "META_MODE",
+    "META_NONE",
+    "META_STAT",
     "REFLINK_MODES",
     "Backend",
     "FdBackend",
@@ -103,6 +107,10 @@ class Backend(ABC):
         failure came after its old data had to be discarded (as in shutil).
         """
 
+    def copy_new_file(self, src: str, dst: str, mode: ReflinkMode, metadata: int) -> tuple[bool, int] | None:
+        """A tree copy's fast path for a new regular file; None means "use the general path"."""
+        return None
+
 
 class FdBackend(Backend):
     """A backend that clones and copies between open file descriptors.
@@ -169,6 +177,57 @@ class FdBackend(Backend):
         if report is not None:
             report.record(cloned=cloned, nbytes=nbytes)
 
+    def copy_new_file(self, src: str, dst: str, mode: ReflinkMode, metadata: int) -> tuple[bool, int] | None:
+        """Copy the regular file ``src`` to ``dst``, which is not expected to exist.
+
+        The fast path of a tree copy, with as few system calls as the
+        semantics allow. ``metadata`` is :data:`META_NONE`,
+        :data:`META_MODE` (what ``shutil.copymode`` does) or
+        :data:`META_STAT` (``shutil.copystat``), applied through the open
+        descriptors where the OS can. Returns ``(cloned, nbytes)``, or
+        ``None`` having changed nothing when the case is not that simple (the
+        source is not a regular file, cannot be opened, or ``dst`` exists):
+        the caller then takes the general path, which also raises exactly
+        the error shutil would.
+        """
+        try:
+            # O_NONBLOCK: a FIFO swapped in after the directory was listed
+            # must not block the open; regular files ignore the flag.
+            src_fd = os.open(src, READ_FLAGS | _NONBLOCK)
+        except OSError:
+            return None
+        try:
+            src_st = os.fstat(src_fd)
+            if not stat.S_ISREG(src_st.st_mode):
+                return None
+            try:
+                dst_fd = os.open(dst, WRITE_FLAGS | os.O_CREAT | os.O_EXCL, 0o666)
+            except OSError:
+                return None
+            try:
+                result = self._fill(src_fd, dst_fd, src_st, True, mode, src, dst)
+                exact = metadata == META_NONE or _metadata_by_fd(src_fd, dst_fd, src_st, metadata)
+            except BaseException:
+                os.close(dst_fd)
+                _remove_quietly(dst)
+                raise
+            try:
+                os.close(dst_fd)
+            except OSError as exc:
+                _remove_quietly(dst)
+                raise with_filenames(exc, src, dst) from None
+        finally:
+            os.close(src_fd)
+        if not exact:
+            # The descriptor path met an error or cannot express this
+            # platform's metadata: shutil's own function redoes the step and
+            # raises precisely what shutil raises, if anything.
+            if metadata == META_STAT:
+                shutil.copystat(src, dst)
+            else:
+                shutil.copymode(src, dst)
+        return result
+
     def _fill(
         self,
         src_fd: int,
@@ -201,6 +260,49 @@ class FdBackend(Backend):
             return False, self.copy_fd(src_fd, dst_fd, src_st, mode != "never")
         except OSError as exc:
             raise with_filenames(exc, src, dst) from None
+
+
+META_NONE: Final = 0
+META_MODE: Final = 1
+META_STAT: Final = 2
+_NONBLOCK: Final = getattr(os, "O_NONBLOCK", 0)
+# Metadata can be applied through descriptors where utime, chmod and the
+# xattr calls accept them (Linux). Where st_flags exist (BSD, macOS) there
+# is no fchflags in Python, and on Windows no descriptor utime: shutil's
+# path functions are used there.
+_FD_METADATA: Final = (
+    os.utime in os.supports_fd
+    and os.chmod in os.supports_fd
+    and hasattr(os, "listxattr")
+    and not hasattr(os.stat_result, "st_flags")
+)
+
+
+def _metadata_by_fd(src_fd: int, dst_fd: int, src_st: os.stat_result, metadata: int) -> bool:
+    """Apply copymode/copystat through descriptors; False when the caller must redo it by path.
+
+    Same steps in the same order as shutil.copystat: times, then extended
+    attributes (before a chmod could make the file read-only), then mode.
+    The times are those of the source's stat taken before the copy, as
+    shutil.copytree has them (it passes cached DirEntry stats).
+    """
+    if not _FD_METADATA:
+        return False
+    try:
+        if metadata == META_STAT:
+            os.utime(dst_fd, ns=(src_st.st_atime_ns, src_st.st_mtime_ns))
+            try:
+                names = os.listxattr(src_fd)
+            except OSError as exc:
+                if exc.errno not in (errno.ENOTSUP, errno.ENODATA, errno.EINVAL):
+                    return False
+                names = []
+            for name in names:
+                os.setxattr(dst_fd, name, os.getxattr(src_fd, name))
+        os.chmod(dst_fd, stat.S_IMODE(src_st.st_mode))
+    except OSError:
+        return False
+    return True
 
 
 def _open_destination(dst: StrOrBytesPath) -> tuple[int, StrOrBytesPath | None]:

@@ -13,8 +13,9 @@ import sys
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from ._api import ReflinkMode, StrOrBytesPath, resolve_mode
+from ._api import META_MODE, META_STAT, ReflinkMode, StrOrBytesPath, resolve_mode
 from ._select import backend
+from ._tree import TreeProgress, copy_tree
 
 if TYPE_CHECKING:
     from ._report import CopyReport
@@ -156,31 +157,51 @@ def copytree(
     *,
     reflink: ReflinkMode | None = None,
     report: CopyReport | None = None,
+    workers: int | None = None,
+    progress: Callable[[TreeProgress], object] | None = None,
 ) -> _P:
     """Copy a directory tree, as :func:`shutil.copytree` does, cloning every file it can.
 
-    Same signature, order of operations, ``ignore``/``symlinks``/
-    ``dirs_exist_ok`` handling and :class:`shutil.Error` aggregation as
-    :func:`shutil.copytree`. The default ``copy_function`` is cowpath's
-    :func:`copy2`; ``reflink`` and ``report`` apply when it is cowpath's
-    :func:`copy2` or :func:`copy` (a custom function is called as given).
+    Same signature, return value, ``ignore``/``symlinks``/
+    ``ignore_dangling_symlinks``/``dirs_exist_ok`` handling, order of the
+    directory operations, and :class:`shutil.Error` aggregation (in shutil's
+    order) as :func:`shutil.copytree`. Directory metadata is copied after
+    the directory's contents. The default ``copy_function`` is cowpath's
+    :func:`copy2`.
+
+    Keyword-only extras:
+
+    ``reflink``, ``report``
+        As for :func:`copyfile`; they apply when ``copy_function`` is
+        cowpath's :func:`copy2` (the default) or :func:`copy`.
+    ``workers``
+        Threads that copy files while the tree is walked (default: the
+        number of cores plus one, at most 8; ``1`` copies in the calling
+        thread). A custom ``copy_function`` is always called in the calling
+        thread, in shutil's order.
+    ``progress``
+        Called with a :class:`~cowpath.TreeProgress` after each file, from
+        whichever thread copied it (calls never overlap).
     """
-    mode = resolve_mode(reflink)
-    function: Callable[[Any, Any], object] = copy_function
-    if copy_function is copy2 or copy_function is copy:
-
-        def function(s: Any, d: Any) -> object:
-            return copy_function(s, d, reflink=mode, report=report)
-
-    tree: Any = shutil.copytree
-    result: _P = tree(
+    if copy_function is copy2:
+        metadata: int | None = META_STAT
+    elif copy_function is copy:
+        metadata = META_MODE
+    else:
+        metadata = None
+    result: _P = copy_tree(
         src,
         dst,
-        symlinks=symlinks,
-        ignore=ignore,
-        copy_function=function,
-        ignore_dangling_symlinks=ignore_dangling_symlinks,
-        dirs_exist_ok=dirs_exist_ok,
+        symlinks,
+        ignore,
+        copy_function,
+        metadata,
+        ignore_dangling_symlinks,
+        dirs_exist_ok,
+        resolve_mode(reflink),
+        report,
+        workers,
+        progress,
     )
     return result
 

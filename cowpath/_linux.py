@@ -120,7 +120,8 @@ class LinuxBackend(FdBackend):
         # FICLONE makes the destination exactly as long as the source. A
         # call that "succeeded" without doing so was not a clone (pyfakefs's
         # fcntl.ioctl, for one, returns 0 and does nothing).
-        if os.fstat(dst_fd).st_size != os.fstat(src_fd).st_size:
+        size = os.fstat(dst_fd).st_size
+        if size != src_st.st_size and size != os.fstat(src_fd).st_size:
             raise CannotClone(errno.EIO, "the clone call reported success but changed nothing")
 
     def _clone_onto_longer(
