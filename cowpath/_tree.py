@@ -20,7 +20,7 @@ import threading
 from collections.abc import Callable, Iterable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Union
+from typing import TYPE_CHECKING, Any
 
 from ._api import ReflinkMode
 from ._select import backend
@@ -81,9 +81,6 @@ class _Dir:
         self.items: list[_File | _Dir | ErrorTuple] = []
 
 
-_Item = Union[_File, _Dir, ErrorTuple]
-
-
 class _Tree:
     def __init__(
         self,
@@ -120,6 +117,7 @@ class _Tree:
         self.lock = threading.Lock()
         self.files_done = self.bytes_done = self.files_total = self.bytes_total = 0
         self.scanning = True
+        self.caller = threading.current_thread()
 
     # -- the walk, in shutil's order -----------------------------------------
 
@@ -165,6 +163,11 @@ class _Tree:
                     batch.append(self.file(node, srcobj, srcname, dstname, plain))
             except OSError as why:
                 node.items.append((srcname, dstname, str(why)))
+            if batch and self.workers <= 1:
+                # One thread: each file is copied where shutil copies it,
+                # between the same directory steps.
+                self.run(batch)
+                batch = []
         if batch:
             self.schedule(batch)
 
@@ -229,6 +232,8 @@ class _Tree:
                 nbytes = 0
             except BaseException as exc:
                 # Anything but an OSError ends the whole copy, as in shutil.
+                if threading.current_thread() is self.caller:
+                    raise
                 with self.lock:
                     if self.fatal is None:
                         self.fatal = exc
