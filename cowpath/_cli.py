@@ -1,0 +1,239 @@
+"""The ``cowpath`` command: ``cowpath cp`` and ``cowpath check``."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import sys
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from . import __version__
+from ._copy import copy, copy2, copytree
+from ._fsinfo import advice, mount_of
+from ._probe import supports_reflink
+from ._report import CopyReport
+from ._tree import TreeProgress
+
+__all__ = ["main"]
+
+PROG = "cowpath"
+
+
+def _say(message: str) -> None:
+    print(f"{PROG}: {message}", file=sys.stderr)
+
+
+def _size(n: float) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if n < 1024 or unit == "TiB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    raise AssertionError("unreachable")
+
+
+def _why(exc: BaseException) -> str:
+    if isinstance(exc, OSError) and exc.strerror:
+        return exc.strerror
+    return str(exc)
+
+
+class _Bar:
+    """A progress bar from tqdm when it is installed (``pip install cowpath[cli]``)."""
+
+    def __init__(self, enabled: bool) -> None:
+        self.bar: Any = None
+        if not enabled:
+            return
+        try:
+            from tqdm import tqdm
+        except ImportError:
+            return
+        self.bar = tqdm(total=0, unit="B", unit_scale=True, unit_divisor=1024, leave=False, file=sys.stderr)
+
+    def update(self, progress: TreeProgress) -> None:
+        if self.bar is None:
+            return
+        self.bar.total = progress.bytes_total
+        self.bar.set_postfix_str(f"{progress.files_done}/{progress.files_total} files", refresh=False)
+        self.bar.update(progress.bytes_done - self.bar.n)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+
+
+def _cp(args: argparse.Namespace) -> int:
+    *sources, dest = args.paths
+    if not sources:
+        _say(f"missing destination file operand after '{dest}'")
+        return 2
+    dest_is_dir = os.path.isdir(dest)
+    if (len(sources) > 1 or dest.endswith(os.sep)) and not dest_is_dir:
+        _say(f"target '{dest}' is not a directory")
+        return 1
+    report = CopyReport()
+    function = copy2 if args.preserve else copy
+    verbose_function: Callable[[Any, Any], object] | None = None
+    if args.verbose:
+
+        def verbose_function(s: Any, d: Any) -> object:
+            result = function(s, d, reflink=args.reflink, report=report)
+            print(f"'{os.fsdecode(s)}' -> '{os.fsdecode(d)}'")
+            return result
+
+    show_bar = args.progress if args.progress is not None else sys.stderr.isatty() and not args.verbose
+    bar = _Bar(show_bar and not args.quiet)
+    status = 0
+    try:
+        for src in sources:
+            name = os.path.basename(src.rstrip(os.sep)) or src
+            target = os.path.join(dest, name) if dest_is_dir else dest
+            if os.path.isdir(src) and not (os.path.islink(src) and args.recursive):
+                if not args.recursive:
+                    _say(f"-r not specified; omitting directory '{src}'")
+                    status = 1
+                    continue
+                real_src, real_target = os.path.realpath(src), os.path.realpath(target)
+                if real_target == real_src or real_target.startswith(real_src.rstrip(os.sep) + os.sep):
+                    _say(f"cannot copy a directory, '{src}', into itself, '{target}'")
+                    status = 1
+                    continue
+                try:
+                    if verbose_function is not None:
+                        copytree(
+                            src, target, symlinks=True, copy_function=verbose_function, dirs_exist_ok=True
+                        )
+                    else:
+                        copytree(
+                            src,
+                            target,
+                            symlinks=True,
+                            copy_function=function,
+                            dirs_exist_ok=True,
+                            reflink=args.reflink,
+                            report=report,
+                            workers=args.workers,
+                            progress=bar.update,
+                        )
+                except shutil.Error as exc:
+                    for failed_src, failed_dst, why in exc.args[0]:
+                        _say(f"cannot copy '{failed_src}' to '{failed_dst}': {why}")
+                    status = 1
+                except OSError as exc:
+                    _say(f"cannot copy '{src}' to '{target}': {_why(exc)}")
+                    status = 1
+            else:
+                try:
+                    if args.recursive and os.path.islink(src):
+                        # cp -r copies a symlink named on the command line as a link.
+                        function(src, target, follow_symlinks=False, reflink=args.reflink, report=report)
+                    elif verbose_function is not None:
+                        verbose_function(src, target)
+                    else:
+                        function(src, target, reflink=args.reflink, report=report)
+                except OSError as exc:
+                    _say(f"cannot copy '{src}' to '{target}': {_why(exc)}")
+                    status = 1
+    except KeyboardInterrupt:
+        bar.close()
+        _say("interrupted; every file written so far is complete")
+        return 130
+    bar.close()
+    if not args.quiet:
+        _say(
+            f"{report.files_cloned} files cloned ({_size(report.bytes_cloned)} shared), "
+            f"{report.files_copied} copied ({_size(report.bytes_copied)})"
+        )
+    return status
+
+
+def _check(args: argparse.Namespace) -> int:
+    paths = [args.path] if args.other is None else [args.path, args.other]
+    mounts = []
+    for path in paths:
+        if not os.path.exists(path) and not os.path.isdir(os.path.dirname(os.path.abspath(path))):
+            _say(f"cannot check '{path}': No such file or directory")
+            return 2
+        where = path if os.path.exists(path) else os.path.dirname(os.path.abspath(path))
+        mount = mount_of(where)
+        mounts.append(mount)
+        if mount is not None:
+            print(f"{path}: {mount.fstype} on {mount.device}, mounted at {mount.point}")
+        else:
+            print(f"{path}: filesystem type unknown")
+    try:
+        works = supports_reflink(args.path, args.other)
+    except OSError as exc:
+        _say(f"cannot check '{exc.filename or args.path}': {_why(exc)}")
+        return 2
+    subject = "clones here" if args.other is None else "clones between them"
+    if works:
+        print(f"{subject}: yes")
+        return 0
+    second = mounts[1] if len(mounts) > 1 else None
+    same_device = len(paths) == 1 or _same_device(paths)
+    print(f"{subject}: no: {advice(mounts[0], second, same_device)}")
+    return 1
+
+
+def _same_device(paths: list[str]) -> bool:
+    devices = set()
+    for path in paths:
+        where = path if os.path.exists(path) else os.path.dirname(os.path.abspath(path))
+        devices.add(os.stat(where).st_dev)
+    return len(devices) == 1
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog=PROG, description="Copies that clone (copy-on-write) wherever the filesystem can."
+    )
+    parser.add_argument("--version", action="version", version=f"{PROG} {__version__}")
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    cp = commands.add_parser(
+        "cp",
+        help="copy files and directories, cloning where possible",
+        description="Copy SRC to DEST, or several SRCs into the directory DEST, cloning where possible.",
+    )
+    cp.add_argument("-r", "-R", "--recursive", action="store_true", help="copy directories recursively")
+    cp.add_argument(
+        "-p", "--preserve", action="store_true", help="keep mode, timestamps and extended attributes"
+    )
+    cp.add_argument(
+        "--reflink",
+        choices=("auto", "always", "never"),
+        default=None,
+        help="auto: clone where possible, else copy (default, or $COWPATH_REFLINK); "
+        "always: clone or fail; never: always copy",
+    )
+    cp.add_argument("-v", "--verbose", action="store_true", help="print each file copied")
+    cp.add_argument("-q", "--quiet", action="store_true", help="no summary, no progress bar")
+    cp.add_argument(
+        "--progress",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="progress bar for directories (default: when stderr is a terminal; needs tqdm)",
+    )
+    cp.add_argument("--workers", type=int, default=None, help="threads copying files (default: cores + 1)")
+    cp.add_argument("paths", nargs="+", metavar="SRC... DEST")
+    cp.set_defaults(run=_cp)
+
+    check = commands.add_parser(
+        "check",
+        help="tell whether clones work in a directory or between two",
+        description="Show the filesystem of PATH (and OTHER) and whether files can be cloned there.",
+    )
+    check.add_argument("path", metavar="PATH")
+    check.add_argument("other", metavar="OTHER", nargs="?")
+    check.set_defaults(run=_check)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line; returns the exit status."""
+    args = _parser().parse_args(argv)
+    run: Callable[[argparse.Namespace], int] = args.run
+    return run(args)
