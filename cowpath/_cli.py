@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import importlib
 import os
 import shutil
 import sys
@@ -47,7 +48,7 @@ class _Bar:
         if not enabled:
             return
         try:
-            from tqdm import tqdm
+            tqdm = importlib.import_module("tqdm").tqdm
         except ImportError:
             return
         self.bar = tqdm(total=0, unit="B", unit_scale=True, unit_divisor=1024, leave=False, file=sys.stderr)
