@@ -16,7 +16,8 @@ import stat
 from abc import ABC, abstractmethod
 from typing import TYPE_CHECKING, ClassVar, Final, Literal, Union
 
-from ._errors import CannotClone, with_filenames
+from ._errors import CannotClone, ReflinkNotSupportedError, with_filenames
+from ._staging import stage, umask
 
 if TYPE_CHECKING:
     from ._report import CopyReport
@@ -94,17 +95,25 @@ class Backend(ABC):
         dst: StrOrBytesPath,
         mode: ReflinkMode,
         report: CopyReport | None,
-    ) -> None:
+        metadata: int = 0,
+        atomic: bool = False,
+    ) -> bool:
         """Give ``dst`` the data of ``src`` as ``shutil.copyfile`` does.
 
-        ``src`` is followed if it is a symlink; ``dst`` is created (mode
-        0o666 minus the umask) or, if it exists, rewritten in place (same
-        inode; a symlink is written through). ``mode`` says whether to
+        ``src`` is followed if it is a symlink. A ``dst`` that does not
+        exist is created (mode 0o666 minus the umask), filled out of sight
+        and named only when complete; an existing ``dst`` is rewritten in
+        place (same inode; a symlink is written through), or, with
+        ``atomic``, replaced whole by a new file. ``mode`` says whether to
         clone ("auto": clone if possible, else copy; "always": clone or
         raise ``ReflinkNotSupportedError``; "never": copy without any call
-        that may share extents). On any failure a destination that did not
-        exist is removed, and an existing one is untouched unless the
-        failure came after its old data had to be discarded (as in shutil).
+        that may share extents). ``metadata`` (:data:`META_NONE`,
+        :data:`META_MODE`, :data:`META_STAT`) asks for shutil.copymode's or
+        copystat's work as well, which a backend may do before the file is
+        named; it returns True if it did, and the caller then does not
+        repeat it. On any failure a destination that did not exist is not
+        created, and an existing one is untouched unless the failure came
+        after its old data had to be discarded (as in shutil).
         """
 
     def copy_new_file(self, src: str, dst: str, mode: ReflinkMode, metadata: int) -> tuple[bool, int] | None:
@@ -148,7 +157,9 @@ class FdBackend(Backend):
         dst: StrOrBytesPath,
         mode: ReflinkMode,
         report: CopyReport | None,
-    ) -> None:
+        metadata: int = 0,
+        atomic: bool = False,
+    ) -> bool:
         # The source is opened first, as shutil does, so that a missing or
         # unreadable source fails before the destination is touched.
         src_fd = os.open(src, READ_FLAGS)
@@ -157,38 +168,118 @@ class FdBackend(Backend):
             if stat.S_ISDIR(src_st.st_mode):
                 # io.open refuses directories; os.open does not on POSIX.
                 raise IsADirectoryError(errno.EISDIR, os.strerror(errno.EISDIR), src)
-            dst_fd, created = _open_destination(dst)
+            target = dst
+            if atomic and os.path.islink(dst):
+                # shutil writes through a symlink; an atomic copy replaces
+                # the file it points to and keeps the link.
+                target = os.path.realpath(dst)
             try:
-                cloned, nbytes = self._fill(src_fd, dst_fd, src_st, created is not None, mode, src, dst)
-            except BaseException:
-                os.close(dst_fd)
-                if created is not None:
-                    _remove_quietly(created)
-                raise
-            try:
-                os.close(dst_fd)
-            except OSError as exc:
-                # NFS and FUSE report deferred write errors here.
-                if created is not None:
-                    _remove_quietly(created)
-                raise with_filenames(exc, src, dst) from None
+                existing: os.stat_result | None = os.stat(target)
+            except FileNotFoundError:
+                existing = None
+            except (OSError, ValueError):
+                existing = _UNKNOWN  # let the direct open report it as shutil would
+            if existing is None or (atomic and existing is not _UNKNOWN and stat.S_ISREG(existing.st_mode)):
+                done = self._write_staged(src_fd, src_st, target, mode, src, dst, metadata, existing, True)
+                if done is not None:
+                    cloned, nbytes, applied = done
+                    if report is not None:
+                        report.record(cloned=cloned, nbytes=nbytes)
+                    return applied
+            cloned, nbytes = self._write_in_place(src_fd, src_st, dst, mode, src, metadata)
         finally:
             os.close(src_fd)
         if report is not None:
             report.record(cloned=cloned, nbytes=nbytes)
+        return False
+
+    def _write_staged(
+        self,
+        src_fd: int,
+        src_st: os.stat_result,
+        target: StrOrBytesPath,
+        mode: ReflinkMode,
+        src: StrOrBytesPath,
+        dst: StrOrBytesPath,
+        metadata: int,
+        existing: os.stat_result | None,
+        restat: bool,
+    ) -> tuple[bool, int, bool] | None:
+        """Fill a staging file and name it ``target``; None if the direct path must be taken."""
+        staging = stage(target)
+        if staging is None:
+            return None
+        try:
+            cloned, nbytes = self._fill(src_fd, staging.fd, src_st, True, mode, src, dst)
+            if existing is not None:
+                # Replacing a file atomically: keep what shutil keeps of it.
+                _keep_identity(staging.fd, existing, metadata)
+            meta_st = os.fstat(src_fd) if restat and metadata == META_STAT else src_st
+            applied = metadata != META_NONE and _metadata_by_fd(src_fd, staging.fd, meta_st, metadata)
+            if staging.named and not applied and existing is None and os.chmod in os.supports_fd:
+                # A named staging file is made 0600. Before it is named, give
+                # it its final mode: the source's for copy/copy2 (applied
+                # again by path afterwards), else what open(dst, "wb") gives.
+                final = stat.S_IMODE(src_st.st_mode) if metadata != META_NONE else 0o666 & ~umask()
+                os.chmod(staging.fd, final)
+            if not staging.commit(replace=existing is not None):
+                staging.discard()
+                return None  # the destination appeared meanwhile: write it in place
+        except OSError as exc:
+            staging.discard()
+            raise with_filenames(exc, src, dst) from None
+        except BaseException:
+            staging.discard()
+            raise
+        return cloned, nbytes, applied
+
+    def _write_in_place(
+        self,
+        src_fd: int,
+        src_st: os.stat_result,
+        dst: StrOrBytesPath,
+        mode: ReflinkMode,
+        src: StrOrBytesPath,
+        metadata: int,
+    ) -> tuple[bool, int]:
+        dst_fd, created = _open_destination(dst)
+        restore: int | None = None
+        try:
+            if created is None and metadata != META_NONE:
+                restore = _narrow_mode(dst_fd, src_st)
+            try:
+                result = self._fill(src_fd, dst_fd, src_st, created is not None, mode, src, dst)
+            except ReflinkNotSupportedError:
+                if restore is not None:
+                    os.chmod(dst_fd, restore)
+                raise
+        except BaseException:
+            os.close(dst_fd)
+            if created is not None:
+                _remove_quietly(created)
+            raise
+        try:
+            os.close(dst_fd)
+        except OSError as exc:
+            # NFS and FUSE report deferred write errors here.
+            if created is not None:
+                _remove_quietly(created)
+            raise with_filenames(exc, src, dst) from None
+        return result
 
     def copy_new_file(self, src: str, dst: str, mode: ReflinkMode, metadata: int) -> tuple[bool, int] | None:
         """Copy the regular file ``src`` to ``dst``, which is not expected to exist.
 
         The fast path of a tree copy, with as few system calls as the
-        semantics allow. ``metadata`` is :data:`META_NONE`,
+        semantics allow; the file is staged and named when complete, like
+        every new destination. ``metadata`` is :data:`META_NONE`,
         :data:`META_MODE` (what ``shutil.copymode`` does) or
-        :data:`META_STAT` (``shutil.copystat``), applied through the open
-        descriptors where the OS can. Returns ``(cloned, nbytes)``, or
-        ``None`` having changed nothing when the case is not that simple (the
-        source is not a regular file, cannot be opened, or ``dst`` exists):
-        the caller then takes the general path, which also raises exactly
-        the error shutil would.
+        :data:`META_STAT` (``shutil.copystat``, with the source's stat from
+        before the copy, as shutil.copytree has it). Returns ``(cloned,
+        nbytes)``, or ``None`` having changed nothing when the case is not
+        that simple (the source is not a regular file or cannot be opened,
+        or ``dst`` exists): the caller then takes the general path, which
+        also raises exactly the error shutil would.
         """
         try:
             # O_NONBLOCK: a FIFO swapped in after the directory was listed
@@ -200,25 +291,13 @@ class FdBackend(Backend):
             src_st = os.fstat(src_fd)
             if not stat.S_ISREG(src_st.st_mode):
                 return None
-            try:
-                dst_fd = os.open(dst, WRITE_FLAGS | os.O_CREAT | os.O_EXCL, 0o666)
-            except OSError:
-                return None
-            try:
-                result = self._fill(src_fd, dst_fd, src_st, True, mode, src, dst)
-                exact = metadata == META_NONE or _metadata_by_fd(src_fd, dst_fd, src_st, metadata)
-            except BaseException:
-                os.close(dst_fd)
-                _remove_quietly(dst)
-                raise
-            try:
-                os.close(dst_fd)
-            except OSError as exc:
-                _remove_quietly(dst)
-                raise with_filenames(exc, src, dst) from None
+            done = self._write_staged(src_fd, src_st, dst, mode, src, dst, metadata, None, False)
         finally:
             os.close(src_fd)
-        if not exact:
+        if done is None:
+            return None
+        cloned, nbytes, applied = done
+        if not applied and metadata != META_NONE:
             # The descriptor path met an error or cannot express this
             # platform's metadata: shutil's own function redoes the step and
             # raises precisely what shutil raises, if anything.
@@ -226,7 +305,7 @@ class FdBackend(Backend):
                 shutil.copystat(src, dst)
             else:
                 shutil.copymode(src, dst)
-        return result
+        return cloned, nbytes
 
     def _fill(
         self,
@@ -303,6 +382,40 @@ def _metadata_by_fd(src_fd: int, dst_fd: int, src_st: os.stat_result, metadata: 
     except OSError:
         return False
     return True
+
+
+# Stands for "the destination could not be examined" (a path error that the
+# direct open will report exactly as shutil's open does).
+_UNKNOWN: Final = os.stat_result((0,) * 10)
+
+
+def _narrow_mode(dst_fd: int, src_st: os.stat_result) -> int | None:
+    """Before copying into an existing file whose mode will become the source's,
+    take away what the source's mode does not allow, so that no one who may
+    not read the source can read its data in the destination meanwhile.
+    Returns the mode to restore if the copy is refused, or None.
+    """
+    if os.chmod not in os.supports_fd:
+        return None
+    current = stat.S_IMODE(os.fstat(dst_fd).st_mode)
+    narrowed = current & stat.S_IMODE(src_st.st_mode)
+    if narrowed == current:
+        return None
+    os.chmod(dst_fd, narrowed)
+    return current
+
+
+def _keep_identity(fd: int, existing: os.stat_result, metadata: int) -> None:
+    """An atomic replacement keeps the replaced file's owner (where the
+    caller may give files away), and its mode where shutil keeps it
+    (copyfile). Ownership goes first: chown clears setuid and setgid."""
+    if hasattr(os, "fchown"):
+        st = os.fstat(fd)
+        if (st.st_uid, st.st_gid) != (existing.st_uid, existing.st_gid):
+            with contextlib.suppress(OSError):
+                os.fchown(fd, existing.st_uid, existing.st_gid)
+    if metadata == META_NONE and os.chmod in os.supports_fd:
+        os.chmod(fd, stat.S_IMODE(existing.st_mode))
 
 
 def _open_destination(dst: StrOrBytesPath) -> tuple[int, StrOrBytesPath | None]:

@@ -13,7 +13,7 @@ import sys
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from ._api import META_MODE, META_STAT, ReflinkMode, StrOrBytesPath, resolve_mode
+from ._api import META_MODE, META_NONE, META_STAT, ReflinkMode, StrOrBytesPath, resolve_mode
 from ._select import backend
 from ._tree import TreeProgress, copy_tree
 
@@ -57,6 +57,7 @@ def copyfile(
     follow_symlinks: bool = True,
     reflink: ReflinkMode | None = None,
     report: CopyReport | None = None,
+    atomic: bool = False,
 ) -> _P:
     """Copy the data of ``src`` to ``dst``, as :func:`shutil.copyfile` does, cloning if possible.
 
@@ -66,6 +67,9 @@ def copyfile(
     keeps its mode, inode and hard links; a symlink ``dst`` is written
     through). Raises :class:`shutil.SameFileError` if both name the same
     file and :class:`shutil.SpecialFileError` for a named pipe.
+
+    A ``dst`` that does not exist appears only when complete: a copy that
+    fails, or a process killed midway, leaves nothing under its name.
 
     Keyword-only extras:
 
@@ -77,7 +81,29 @@ def copyfile(
         else ``"auto"``.
     ``report``
         A :class:`~cowpath.CopyReport` to count the file as cloned or copied.
+    ``atomic``
+        Replace an existing ``dst`` whole, by renaming a complete new file
+        over it, instead of rewriting it in place: readers see the old or
+        the new content, never a mix, whatever happens. The file is then a
+        new inode: other hard links keep the old content, and the new file
+        belongs to the caller unless the caller may give it to the old owner
+        (root). A symlink ``dst`` is kept and the file it points to is
+        replaced. ``copyfile`` keeps the old file's mode, as it does in place.
     """
+    _copyfile(src, dst, follow_symlinks, reflink, report, META_NONE, atomic)
+    return dst
+
+
+def _copyfile(
+    src: StrOrBytesPath,
+    dst: StrOrBytesPath,
+    follow_symlinks: bool,
+    reflink: ReflinkMode | None,
+    report: CopyReport | None,
+    metadata: int,
+    atomic: bool,
+) -> bool:
+    """copyfile's work; True if the backend also applied ``metadata``."""
     sys.audit("shutil.copyfile", src, dst)
     mode = resolve_mode(reflink)
     if _same_file(src, dst):
@@ -87,16 +113,15 @@ def copyfile(
     if not follow_symlinks and _is_link(src):
         link: Any = src  # readlink's AnyStr cannot be inferred from the union
         os.symlink(os.readlink(link), dst)
-        return dst
+        return False
     try:
-        backend().copy_data(src, dst, mode, report)
+        return backend().copy_data(src, dst, mode, report, metadata, atomic)
     except IsADirectoryError as exc:
         # shutil's wording when dst names a directory that does not exist
         # (a trailing slash), bpo-43219.
         if exc.filename is not src and not os.path.exists(dst):
             raise FileNotFoundError(f"Directory does not exist: {dst!s}") from exc
         raise
-    return dst
 
 
 def _into_directory(src: StrOrBytesPath, dst: StrOrBytesPath) -> Any:
@@ -112,17 +137,20 @@ def copy(
     follow_symlinks: bool = True,
     reflink: ReflinkMode | None = None,
     report: CopyReport | None = None,
+    atomic: bool = False,
 ) -> _P | str | bytes:
     """Copy data and mode bits, as :func:`shutil.copy` does, cloning if possible.
 
     ``dst`` may be a directory, in which case the file goes inside it with
     the same base name; returns the path of the new file. The mode bits are
-    copied after the data (a clone carries data only, so an executable stays
-    executable). ``reflink`` and ``report`` are as for :func:`copyfile`.
+    the source's (a clone carries data only, so this matters: an executable
+    stays executable). A new ``dst`` gets its mode before it appears, so its
+    data is never readable by anyone the source's mode does not allow.
+    ``reflink``, ``report`` and ``atomic`` are as for :func:`copyfile`.
     """
     dst = _into_directory(src, dst)
-    copyfile(src, dst, follow_symlinks=follow_symlinks, reflink=reflink, report=report)
-    shutil.copymode(src, dst, follow_symlinks=follow_symlinks)
+    if not _copyfile(src, dst, follow_symlinks, reflink, report, META_MODE, atomic):
+        shutil.copymode(src, dst, follow_symlinks=follow_symlinks)
     return dst
 
 
@@ -133,16 +161,18 @@ def copy2(
     follow_symlinks: bool = True,
     reflink: ReflinkMode | None = None,
     report: CopyReport | None = None,
+    atomic: bool = False,
 ) -> _P | str | bytes:
     """Copy data and all metadata, as :func:`shutil.copy2` does, cloning if possible.
 
-    Like :func:`copy`, then times, mode bits, flags and extended attributes
-    are copied with :func:`shutil.copystat`. ``reflink`` and ``report`` are
-    as for :func:`copyfile`.
+    Like :func:`copy`, with times, mode bits, flags and extended attributes
+    as :func:`shutil.copystat` copies them; a new ``dst`` appears with all
+    of them already set. ``reflink``, ``report`` and ``atomic`` are as for
+    :func:`copyfile`.
     """
     dst = _into_directory(src, dst)
-    copyfile(src, dst, follow_symlinks=follow_symlinks, reflink=reflink, report=report)
-    shutil.copystat(src, dst, follow_symlinks=follow_symlinks)
+    if not _copyfile(src, dst, follow_symlinks, reflink, report, META_STAT, atomic):
+        shutil.copystat(src, dst, follow_symlinks=follow_symlinks)
     return dst
 
 
@@ -159,6 +189,7 @@ def copytree(
     report: CopyReport | None = None,
     workers: int | None = None,
     progress: Callable[[TreeProgress], object] | None = None,
+    atomic: bool = False,
 ) -> _P:
     """Copy a directory tree, as :func:`shutil.copytree` does, cloning every file it can.
 
@@ -171,9 +202,10 @@ def copytree(
 
     Keyword-only extras:
 
-    ``reflink``, ``report``
+    ``reflink``, ``report``, ``atomic``
         As for :func:`copyfile`; they apply when ``copy_function`` is
-        cowpath's :func:`copy2` (the default) or :func:`copy`.
+        cowpath's :func:`copy2` (the default) or :func:`copy`. Every new
+        file of the tree appears only when complete.
     ``workers``
         Threads that copy files while the tree is walked (default: the
         number of cores plus one, at most 8; ``1`` copies in the calling
@@ -202,6 +234,7 @@ def copytree(
         report,
         workers,
         progress,
+        atomic,
     )
     return result
 

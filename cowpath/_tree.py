@@ -94,7 +94,9 @@ class _Tree:
         report: CopyReport | None,
         workers: int,
         progress: Callable[[TreeProgress], object] | None,
+        atomic: bool,
     ) -> None:
+        self.atomic = atomic
         self.symlinks = symlinks
         self.ignore = ignore
         self.copy_function = copy_function
@@ -258,7 +260,9 @@ class _Tree:
                     self.report.record(cloned=cloned, nbytes=nbytes)
                 return nbytes
         before = self.report.bytes if self.report is not None else 0
-        self.copy_function(slot.srcobj, slot.dstname, reflink=self.mode, report=self.report)
+        self.copy_function(
+            slot.srcobj, slot.dstname, reflink=self.mode, report=self.report, atomic=self.atomic
+        )
         return self.report.bytes - before if self.report is not None else 0
 
     def snapshot(self) -> TreeProgress:
@@ -325,6 +329,7 @@ def copy_tree(
     report: CopyReport | None,
     workers: int | None,
     progress: Callable[[TreeProgress], object] | None,
+    atomic: bool = False,
 ) -> Any:
     sys.audit("shutil.copytree", src, dst)
     with os.scandir(src) as listing:
@@ -344,6 +349,7 @@ def copy_tree(
         report,
         workers,
         progress,
+        atomic,
     )
     root = _Dir(src, dst)
     try:
