@@ -42,16 +42,15 @@ _PROC_FD: Final = sys.platform.startswith("linux")
 _NO_TMPFILE: Final[frozenset[int]] = frozenset({errno.EOPNOTSUPP, errno.EISDIR, errno.EINVAL})
 
 _umask_lock = threading.Lock()
-_umask_value: int | None = None
+_umask_cache: list[int] = []
 
 
 def umask() -> int:
     """The process umask, read without changing it where the OS allows."""
-    global _umask_value
-    if _umask_value is not None:
-        return _umask_value
+    if _umask_cache:
+        return _umask_cache[0]
     with _umask_lock:
-        if _umask_value is None:
+        if not _umask_cache:
             value = None
             if _PROC_FD:
                 # Linux 4.7+ shows it in /proc/self/status.
@@ -65,8 +64,8 @@ def umask() -> int:
                 # back at once, and read once per process.
                 value = os.umask(0o022)
                 os.umask(value)
-            _umask_value = value
-    return _umask_value
+            _umask_cache.append(value)
+    return _umask_cache[0]
 
 
 class Staging:
