@@ -35,15 +35,22 @@ def _same_file(src: StrOrBytesPath, dst: StrOrBytesPath) -> bool:
         return False
 
 
-def _check_special(path: StrOrBytesPath) -> None:
+def _check_special(path: StrOrBytesPath, source: bool) -> None:
     try:
         st = path.stat() if isinstance(path, os.DirEntry) else os.stat(path)
     except (OSError, ValueError):
         return  # most likely does not exist yet; opening it will say so
+    name = path.path if isinstance(path, os.DirEntry) else path
     if stat.S_ISFIFO(st.st_mode):
-        name = path.path if isinstance(path, os.DirEntry) else path
         # Opening a FIFO would block until a writer appears.
         raise shutil.SpecialFileError(f"`{name!s}` is a named pipe")
+    if source and stat.S_ISSOCK(st.st_mode):
+        # shutil would fail opening it (ENXIO); this says what it is.
+        raise shutil.SpecialFileError(f"`{name!s}` is a socket")
+    if source and stat.S_ISCHR(st.st_mode):
+        # A character device (/dev/zero, a terminal) never ends or blocks:
+        # shutil would hang. Block devices have an end and are copied.
+        raise shutil.SpecialFileError(f"`{name!s}` is a character device")
 
 
 def _is_link(path: StrOrBytesPath) -> bool:
@@ -66,7 +73,9 @@ def copyfile(
     umask if it is created; an existing ``dst`` is rewritten in place and
     keeps its mode, inode and hard links; a symlink ``dst`` is written
     through). Raises :class:`shutil.SameFileError` if both name the same
-    file and :class:`shutil.SpecialFileError` for a named pipe.
+    file and :class:`shutil.SpecialFileError` for a named pipe; unlike
+    shutil, also for a source that is a socket or a character device, which
+    shutil would fail on or copy forever.
 
     A ``dst`` that does not exist appears only when complete: a copy that
     fails, or a process killed midway, leaves nothing under its name.
@@ -108,8 +117,8 @@ def _copyfile(
     mode = resolve_mode(reflink)
     if _same_file(src, dst):
         raise shutil.SameFileError(f"{src!r} and {dst!r} are the same file")
-    _check_special(src)
-    _check_special(dst)
+    _check_special(src, True)
+    _check_special(dst, False)
     if not follow_symlinks and _is_link(src):
         link: Any = src  # readlink's AnyStr cannot be inferred from the union
         os.symlink(os.readlink(link), dst)
