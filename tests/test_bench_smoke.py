@@ -1,0 +1,86 @@
+"""The benchmark runs end to end: ``python -m bench --quick`` on one loop-mounted XFS.
+
+A smoke test, not a benchmark: it checks that every tool has a row in the
+table and that the JSON results are whole, never how fast anything was.
+Clone libraries missing from the test environment must show as unavailable
+rows, not crash the run.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from bench.tools import BASELINES, CASES, TOOLS
+
+ROOT = Path(__file__).resolve().parent.parent
+REQUIRED = os.environ.get("COWPATH_REQUIRE_LOOPFS") == "1"
+
+
+@pytest.fixture(scope="module")
+def quick_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[str, dict[str, object]]:
+    if os.geteuid() != 0:
+        if REQUIRED:
+            pytest.fail("COWPATH_REQUIRE_LOOPFS=1 but the benchmark needs root to mount XFS", pytrace=False)
+        pytest.skip("the benchmark mounts a loop XFS: needs root")
+    results = tmp_path_factory.mktemp("bench-results")
+    done = subprocess.run(
+        [sys.executable, "-m", "bench", "--quick", "--filesystems", "xfs", "--results-dir", str(results)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    files = sorted(results.glob("*-quick.json"))
+    assert [f.name for f in files if f.name.startswith("latest")] == ["latest-quick.json"]
+    assert len(files) == 2
+    with open(results / "latest-quick.json") as f:
+        data = json.load(f)
+    return done.stdout, data
+
+
+def test_table_has_every_tool(quick_run: tuple[str, dict[str, object]]) -> None:
+    table, _ = quick_run
+    for tool in TOOLS:
+        assert f"| XFS | {tool.label} |" in table, tool.label
+
+
+def test_json_is_complete(quick_run: tuple[str, dict[str, object]]) -> None:
+    _, data = quick_run
+    meta = data["meta"]
+    rows = data["results"]
+    assert isinstance(meta, dict)
+    assert isinstance(rows, list)
+    assert meta["quick"] is True
+    assert meta["failures"] == []
+    assert {(r["case"], r["tool"]) for r in rows} == {(t.case, t.key) for t in TOOLS}
+    assert {r["fs"] for r in rows} == {"xfs"}
+    for row in rows:
+        assert set(row["ratios"]) == set(BASELINES[row["case"]])
+        if row["median_s"] is None:
+            # Only a library missing from this environment may lack figures.
+            assert row["unavailable"], row
+            continue
+        assert len(row["times"]) == row["rounds"] == meta["rounds"]
+        assert all(t > 0 for t in row["times"])
+        assert isinstance(row["space_bytes"], int | float)
+
+
+def test_cowpath_rows_carry_memory_and_report(quick_run: tuple[str, dict[str, object]]) -> None:
+    _, data = quick_run
+    rows = data["results"]
+    assert isinstance(rows, list)
+    for case in CASES:
+        row = next(r for r in rows if r["tool"] == "cowpath" and r["case"] == case)
+        assert row["maxrss_kib"] > 0
+        assert row["tracemalloc_peak"] > 0
+        # XFS clones: every file of the source was cloned, none copied.
+        assert row["report"]["files_copied"] == 0
+        assert row["report"]["files_cloned"] == row["source"]["files"]

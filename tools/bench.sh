@@ -1,0 +1,33 @@
+#!/usr/bin/env bash
+# The benchmark, from a fresh machine: system packages, a virtual environment
+# with the bench extra (matplotlib and the PyPI clone libraries), then
+# `python -m bench`, which mounts its own loop filesystems (root needed),
+# prints the table, writes bench/results/*.json, and regenerates
+# docs/performance.md and docs/images/benchmark.png.
+#
+#   sudo bash tools/bench.sh                      # the full run (several minutes)
+#   sudo bash tools/bench.sh --quick              # a smoke run
+#   sudo bash tools/bench.sh --cases tree --filesystems xfs --rounds 9
+#   PYTHON=python3.13 sudo -E bash tools/bench.sh
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+if [ "$(id -u)" = 0 ] && { ! command -v mkfs.xfs >/dev/null || ! command -v mkfs.btrfs >/dev/null; }; then
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get install -y -qq xfsprogs btrfs-progs >/dev/null \
+        || { apt-get update -qq && apt-get install -y -qq xfsprogs btrfs-progs >/dev/null; }
+fi
+
+py=${PYTHON:-python3}
+venv=.venv-bench
+[ -x "$venv/bin/python" ] || "$py" -m venv "$venv"
+pip=("$venv/bin/python" -m pip install -q --disable-pip-version-check)
+# A clone library that does not build on this Python is reported as
+# unavailable in the table instead of stopping the run.
+if ! "${pip[@]}" -e ".[bench]"; then
+    "${pip[@]}" -e . matplotlib
+    for lib in reflink-copy reflink; do
+        "${pip[@]}" "$lib" || echo "bench: $lib does not install on $("$venv/bin/python" -V); it will show as unavailable" >&2
+    done
+fi
+exec "$venv/bin/python" -m bench "$@"
