@@ -40,8 +40,11 @@ _BATCH = 256
 
 
 def default_workers() -> int:
-    """Threads for file copies: the cores plus one, at most eight."""
-    return min(8, (os.cpu_count() or 1) + 1)
+    """Threads for file copies: one per core, at least two, at most eight.
+
+    Measured on two cores: a third thread only adds GIL hand-offs.
+    """
+    return max(2, min(8, os.cpu_count() or 1))
 
 
 @dataclass(frozen=True)
@@ -60,25 +63,14 @@ class TreeProgress:
 
 
 class _File:
-    __slots__ = ("dstname", "error", "plain", "srcname", "srcobj")
+    __slots__ = ("dstname", "plain", "seq", "srcname", "srcobj")
 
-    def __init__(self, srcobj: Any, srcname: Any, dstname: Any, plain: bool) -> None:
+    def __init__(self, seq: int, srcobj: Any, srcname: Any, dstname: Any, plain: bool) -> None:
+        self.seq = seq
         self.srcobj = srcobj
         self.srcname = srcname
         self.dstname = dstname
         self.plain = plain
-        self.error: ErrorTuple | None = None
-
-
-class _Dir:
-    __slots__ = ("dst", "items", "src")
-
-    def __init__(self, src: Any, dst: Any) -> None:
-        self.src = src
-        self.dst = dst
-        # In shutil's order: _File slots, child _Dir nodes, and error tuples
-        # from steps made during the walk.
-        self.items: list[_File | _Dir | ErrorTuple] = []
 
 
 class _Tree:
@@ -120,22 +112,39 @@ class _Tree:
         self.files_done = self.bytes_done = self.files_total = self.bytes_total = 0
         self.scanning = True
         self.caller = threading.current_thread()
+        self.seq = 0
+        # (sequence number, error) as they happen, and (sequence number, src,
+        # dst) of each directory in the order its walk ended: deepest first.
+        # Nothing is kept of a file once it is copied.
+        self.errors: list[tuple[int, ErrorTuple]] = []
+        self.dirs: list[tuple[int, Any, Any]] = []
 
     # -- the walk, in shutil's order -----------------------------------------
 
-    def walk(self, node: _Dir, entries: list[os.DirEntry[Any]]) -> None:
+    def next_seq(self) -> int:
+        # Every step of the walk gets the next number, so sorting errors by
+        # it lists them in shutil's depth-first order. Only the walking
+        # thread calls this.
+        self.seq += 1
+        return self.seq
+
+    def error(self, seq: int, error: ErrorTuple) -> None:
+        with self.lock:
+            self.errors.append((seq, error))
+
+    def walk(self, src: Any, dst: Any, entries: list[os.DirEntry[Any]]) -> None:
         if self.ignore is not None:
-            ignored: Iterable[str] = self.ignore(os.fspath(node.src), [e.name for e in entries])
+            ignored: Iterable[str] = self.ignore(os.fspath(src), [e.name for e in entries])
         else:
             ignored = ()
-        os.makedirs(node.dst, exist_ok=self.dirs_exist_ok)
+        os.makedirs(dst, exist_ok=self.dirs_exist_ok)
         batch: list[_File] = []
         use_entry = self.metadata is not None
         for entry in entries:
             if entry.name in ignored:
                 continue
-            srcname = os.path.join(node.src, entry.name)
-            dstname = os.path.join(node.dst, entry.name)
+            srcname = os.path.join(src, entry.name)
+            dstname = os.path.join(dst, entry.name)
             srcobj = entry if use_entry else srcname
             try:
                 is_symlink = entry.is_symlink()
@@ -155,16 +164,16 @@ class _Tree:
                     if not os.path.exists(linkto) and self.ignore_dangling_symlinks:
                         continue
                     if entry.is_dir():
-                        self.subtree(node, srcobj, srcname, dstname)
+                        self.subtree(srcobj, srcname, dstname)
                     else:
-                        batch.append(self.file(node, srcobj, srcname, dstname, False))
+                        batch.append(self.file(srcobj, srcname, dstname, False))
                 elif entry.is_dir():
-                    self.subtree(node, srcobj, srcname, dstname)
+                    self.subtree(srcobj, srcname, dstname)
                 else:
                     plain = entry.is_file(follow_symlinks=False)
-                    batch.append(self.file(node, srcobj, srcname, dstname, plain))
+                    batch.append(self.file(srcobj, srcname, dstname, plain))
             except OSError as why:
-                node.items.append((srcname, dstname, str(why)))
+                self.error(self.next_seq(), (srcname, dstname, str(why)))
             if batch and self.workers <= 1:
                 # One thread: each file is copied where shutil copies it,
                 # between the same directory steps.
@@ -172,22 +181,21 @@ class _Tree:
                 batch = []
         if batch:
             self.schedule(batch)
+        # Its metadata is copied after everything in it, as shutil does
+        # when a subtree is done.
+        self.dirs.append((self.next_seq(), src, dst))
 
-    def subtree(self, parent: _Dir, srcobj: Any, srcname: Any, dstname: Any) -> None:
+    def subtree(self, srcobj: Any, srcname: Any, dstname: Any) -> None:
         sys.audit("shutil.copytree", srcobj, dstname)
         try:
             with os.scandir(srcobj) as listing:
                 entries = list(listing)
-            child = _Dir(srcobj, dstname)
-            self.walk(child, entries)
+            self.walk(srcobj, dstname, entries)
         except OSError as why:
-            parent.items.append((srcname, dstname, str(why)))
-        else:
-            parent.items.append(child)
+            self.error(self.next_seq(), (srcname, dstname, str(why)))
 
-    def file(self, node: _Dir, srcobj: Any, srcname: Any, dstname: Any, plain: bool) -> _File:
-        slot = _File(srcobj, srcname, dstname, plain)
-        node.items.append(slot)
+    def file(self, srcobj: Any, srcname: Any, dstname: Any, plain: bool) -> _File:
+        slot = _File(self.next_seq(), srcobj, srcname, dstname, plain)
         if self.progress is not None:
             size = 0
             if plain:
@@ -230,7 +238,7 @@ class _Tree:
             try:
                 nbytes = self.copy_one(slot)
             except OSError as why:
-                slot.error = (slot.srcname, slot.dstname, str(why))
+                self.error(slot.seq, (slot.srcname, slot.dstname, str(why)))
                 nbytes = 0
             except BaseException as exc:
                 # Anything but an OSError ends the whole copy, as in shutil.
@@ -296,24 +304,17 @@ class _Tree:
 
     # -- after the copies --------------------------------------------------------
 
-    def collect(self, node: _Dir) -> list[ErrorTuple]:
+    def collect(self) -> list[ErrorTuple]:
         """Copy directory metadata deepest first; return errors in shutil's order."""
-        errors: list[ErrorTuple] = []
-        for item in node.items:
-            if isinstance(item, _File):
-                if item.error is not None:
-                    errors.append(item.error)
-            elif isinstance(item, _Dir):
-                errors.extend(self.collect(item))
-            else:
-                errors.append(item)
-        try:
-            shutil.copystat(node.src, node.dst)
-        except OSError as why:
-            # Copying access times may fail on Windows; shutil ignores that.
-            if getattr(why, "winerror", None) is None:
-                errors.append((node.src, node.dst, str(why)))
-        return errors
+        for seq, src, dst in self.dirs:
+            try:
+                shutil.copystat(src, dst)
+            except OSError as why:
+                # Copying access times may fail on Windows; shutil ignores that.
+                if getattr(why, "winerror", None) is None:
+                    self.errors.append((seq, (src, dst, str(why))))
+        self.errors.sort(key=lambda numbered: numbered[0])
+        return [error for _, error in self.errors]
 
 
 def copy_tree(
@@ -351,14 +352,13 @@ def copy_tree(
         progress,
         atomic,
     )
-    root = _Dir(src, dst)
     try:
-        tree.walk(root, entries)
+        tree.walk(src, dst, entries)
         tree.finish()
     except BaseException:
         tree.abort()
         raise
-    errors = tree.collect(root)
+    errors = tree.collect()
     if errors:
         raise shutil.Error(errors)
     return dst

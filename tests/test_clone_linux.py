@@ -23,9 +23,7 @@ def _write(path: Path, size: int, seed: int = 1) -> bytes:
     return data
 
 
-@pytest.mark.parametrize(
-    "function", [cowpath.copyfile, cowpath.copy, cowpath.copy2, cowpath.reflink]
-)
+@pytest.mark.parametrize("function", [cowpath.copyfile, cowpath.copy, cowpath.copy2, cowpath.reflink])
 def test_clone_shares_every_extent(cloning_fs: Path, function: object) -> None:
     src = cloning_fs / "src"
     dst = cloning_fs / "dst"
@@ -89,9 +87,7 @@ def test_auto_copies_where_clones_are_impossible(kind: str, request: pytest.Fixt
 
 
 @pytest.mark.parametrize("kind", ["ext4", "tmpfs"])
-def test_always_raises_where_clones_are_impossible(
-    kind: str, request: pytest.FixtureRequest
-) -> None:
+def test_always_raises_where_clones_are_impossible(kind: str, request: pytest.FixtureRequest) -> None:
     where: Path = request.getfixturevalue(kind)
     src = where / "src"
     _write(src, 1000)
@@ -140,9 +136,7 @@ def test_environment_sets_default(cloning_fs: Path, monkeypatch: pytest.MonkeyPa
 @pytest.mark.parametrize(
     ("old_size", "new_size"), [(10000, 5000), (10000, 8192), (5000, 9000), (1, 0), (9000, 9000)]
 )
-def test_clone_onto_existing_destination_in_place(
-    cloning_fs: Path, old_size: int, new_size: int
-) -> None:
+def test_clone_onto_existing_destination_in_place(cloning_fs: Path, old_size: int, new_size: int) -> None:
     src = cloning_fs / "src"
     dst = cloning_fs / "dst"
     link = cloning_fs / "hardlink"
@@ -185,3 +179,27 @@ def test_supports_reflink(
         assert list(where.iterdir()) == [], "the probe left files behind"
     with pytest.raises(FileNotFoundError):
         cowpath.supports_reflink(ext4 / "missing" / "deeper")
+
+
+def test_a_clone_call_that_does_nothing_is_not_trusted(
+    cloning_fs: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import fcntl
+
+    calls: list[int] = []
+
+    def do_nothing(fd: int, request: int, arg: int = 0, *rest: object) -> int:
+        calls.append(request)
+        return 0  # as pyfakefs's fcntl.ioctl does
+
+    monkeypatch.setattr(fcntl, "ioctl", do_nothing)
+    src = cloning_fs / "src"
+    data = _write(src, 3 * MIB + 1)
+    report = cowpath.CopyReport()
+    cowpath.copyfile(src, cloning_fs / "dst", report=report)
+    assert calls, "the clone was attempted"
+    assert (cloning_fs / "dst").read_bytes() == data
+    assert (report.files_cloned, report.files_copied) == (0, 1)
+    with pytest.raises(cowpath.ReflinkNotSupportedError):
+        cowpath.reflink(src, cloning_fs / "dst2")
+    assert not (cloning_fs / "dst2").exists()
