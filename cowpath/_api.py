@@ -17,7 +17,7 @@ from abc import ABC, abstractmethod
 from typing import TYPE_CHECKING, ClassVar, Final, Literal, Union
 
 from ._errors import CannotClone, ReflinkNotSupportedError, with_filenames
-from ._staging import stage, umask
+from ._staging import create, stage, umask
 
 if TYPE_CHECKING:
     from ._report import CopyReport
@@ -116,7 +116,9 @@ class Backend(ABC):
         after its old data had to be discarded (as in shutil).
         """
 
-    def copy_new_file(self, src: str, dst: str, mode: ReflinkMode, metadata: int) -> tuple[bool, int] | None:
+    def copy_new_file(
+        self, src: str, dst: str, mode: ReflinkMode, metadata: int, direct: bool = False
+    ) -> tuple[bool, int] | None:
         """A tree copy's fast path for a new regular file; None means "use the general path"."""
         return None
 
@@ -204,9 +206,10 @@ class FdBackend(Backend):
         metadata: int,
         existing: os.stat_result | None,
         restat: bool,
+        direct: bool = False,
     ) -> tuple[bool, int, bool] | None:
         """Fill a staging file and name it ``target``; None if the direct path must be taken."""
-        staging = stage(target)
+        staging = create(target) if direct else stage(target)
         if staging is None:
             return None
         try:
@@ -267,7 +270,9 @@ class FdBackend(Backend):
             raise with_filenames(exc, src, dst) from None
         return result
 
-    def copy_new_file(self, src: str, dst: str, mode: ReflinkMode, metadata: int) -> tuple[bool, int] | None:
+    def copy_new_file(
+        self, src: str, dst: str, mode: ReflinkMode, metadata: int, direct: bool = False
+    ) -> tuple[bool, int] | None:
         """Copy the regular file ``src`` to ``dst``, which is not expected to exist.
 
         The fast path of a tree copy, with as few system calls as the
@@ -279,7 +284,9 @@ class FdBackend(Backend):
         nbytes)``, or ``None`` having changed nothing when the case is not
         that simple (the source is not a regular file or cannot be opened,
         or ``dst`` exists): the caller then takes the general path, which
-        also raises exactly the error shutil would.
+        also raises exactly the error shutil would. With ``direct``, ``dst``
+        is created under its own name: its directory is a private staging
+        directory that nobody else can enter, moved into place when done.
         """
         try:
             # O_NONBLOCK: a FIFO swapped in after the directory was listed
@@ -291,7 +298,7 @@ class FdBackend(Backend):
             src_st = os.fstat(src_fd)
             if not stat.S_ISREG(src_st.st_mode):
                 return None
-            done = self._write_staged(src_fd, src_st, dst, mode, src, dst, metadata, None, False)
+            done = self._write_staged(src_fd, src_st, dst, mode, src, dst, metadata, None, False, direct)
         finally:
             os.close(src_fd)
         if done is None:

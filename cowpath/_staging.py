@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Final
 if TYPE_CHECKING:
     from ._api import StrOrBytesPath
 
-__all__ = ["Staging", "stage", "umask"]
+__all__ = ["Staging", "create", "stage", "umask"]
 
 _CLOEXEC: Final = getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_NOINHERIT", 0)
 _BINARY: Final = getattr(os, "O_BINARY", 0)
@@ -71,14 +71,19 @@ def umask() -> int:
 class Staging:
     """An open staging file for ``target``; :meth:`commit` names it, :meth:`discard` drops it."""
 
-    __slots__ = ("fd", "named", "path", "target")
+    __slots__ = ("direct", "fd", "named", "path", "target")
 
-    def __init__(self, fd: int, target: StrOrBytesPath, path: StrOrBytesPath | None) -> None:
+    def __init__(
+        self, fd: int, target: StrOrBytesPath, path: StrOrBytesPath | None, direct: bool = False
+    ) -> None:
         self.fd = fd
         self.target = target
         # None for an unnamed O_TMPFILE file; else the staging file's name.
         self.path = path
-        self.named = path is not None
+        self.named = path is not None and not direct
+        # The file was created under its final name, inside a directory
+        # that is itself staged (see cowpath._tree): committing only closes it.
+        self.direct = direct
 
     def commit(self, replace: bool) -> bool:
         """Give the staged file the target's name and close it.
@@ -87,6 +92,10 @@ class Staging:
         (and keeps the staging file) if it appeared meanwhile. With
         ``replace`` an existing target is replaced atomically.
         """
+        if self.direct:
+            self.path = None
+            self._close()
+            return True
         if self.path is None:
             if replace:
                 # linkat cannot replace: give the file a private name first.
@@ -166,6 +175,19 @@ def _link_unnamed_to_private_name(fd: int, target: StrOrBytesPath) -> str | byte
             continue
         return path
     raise FileExistsError(errno.EEXIST, "no free staging name", os.fsdecode(target))
+
+
+def create(target: StrOrBytesPath) -> Staging | None:
+    """Create ``target`` itself (O_EXCL), for a file inside a staged directory.
+
+    None if it cannot be created (it exists, ...): the caller takes the
+    general path, which reports what shutil would.
+    """
+    try:
+        fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL | _CLOEXEC | _BINARY, 0o666)
+    except OSError:
+        return None
+    return Staging(fd, target, target, direct=True)
 
 
 def stage(target: StrOrBytesPath, mode: int = 0o666) -> Staging | None:

@@ -12,7 +12,9 @@ subtree), and the errors are gathered in the order shutil would list them.
 
 from __future__ import annotations
 
+import contextlib
 import os
+import secrets
 import shutil
 import stat
 import sys
@@ -60,6 +62,13 @@ class TreeProgress:
     files_total: int
     bytes_total: int
     scanning: bool
+
+
+def _prefixes(path: Any) -> list[tuple[Any, Any]]:
+    """``path`` and ``path + sep``, as str and as bytes."""
+    text = os.fsdecode(os.fspath(path))
+    raw = os.fsencode(text)
+    return [(text, text + os.sep), (raw, raw + os.sep.encode())]
 
 
 class _File:
@@ -118,6 +127,14 @@ class _Tree:
         # Nothing is kept of a file once it is copied.
         self.errors: list[tuple[int, ErrorTuple]] = []
         self.dirs: list[tuple[int, Any, Any]] = []
+        # A new tree copied with cowpath's own functions is built in a
+        # private directory and moved into place (see make_staging).
+        self.stage_tree = metadata is not None and not dirs_exist_ok
+        self.staging_name = ""
+        self.staging: Any = None
+        self.final: Any = None
+        self.staging_prefixes: list[tuple[Any, Any]] = []
+        self.final_prefixes: list[Any] = []
 
     # -- the walk, in shutil's order -----------------------------------------
 
@@ -132,16 +149,19 @@ class _Tree:
         with self.lock:
             self.errors.append((seq, error))
 
-    def walk(self, src: Any, dst: Any, entries: list[os.DirEntry[Any]]) -> None:
+    def walk(self, src: Any, dst: Any, entries: list[os.DirEntry[Any]], root: bool = False) -> None:
         if self.ignore is not None:
             ignored: Iterable[str] = self.ignore(os.fspath(src), [e.name for e in entries])
         else:
             ignored = ()
         os.makedirs(dst, exist_ok=self.dirs_exist_ok)
+        shown_dst = dst
+        if root and self.stage_tree:
+            dst = self.make_staging(dst)
         batch: list[_File] = []
         use_entry = self.metadata is not None
         for entry in entries:
-            if entry.name in ignored:
+            if entry.name in ignored or entry.name == self.staging_name:
                 continue
             srcname = os.path.join(src, entry.name)
             dstname = os.path.join(dst, entry.name)
@@ -173,7 +193,7 @@ class _Tree:
                     plain = entry.is_file(follow_symlinks=False)
                     batch.append(self.file(srcobj, srcname, dstname, plain))
             except OSError as why:
-                self.error(self.next_seq(), (srcname, dstname, str(why)))
+                self.error(self.next_seq(), (srcname, self.shown(dstname), self.describe(why)))
             if batch and self.workers <= 1:
                 # One thread: each file is copied where shutil copies it,
                 # between the same directory steps.
@@ -183,16 +203,80 @@ class _Tree:
             self.schedule(batch)
         # Its metadata is copied after everything in it, as shutil does
         # when a subtree is done.
-        self.dirs.append((self.next_seq(), src, dst))
+        self.dirs.append((self.next_seq(), src, self.shown(shown_dst)))
 
     def subtree(self, srcobj: Any, srcname: Any, dstname: Any) -> None:
-        sys.audit("shutil.copytree", srcobj, dstname)
+        sys.audit("shutil.copytree", srcobj, self.shown(dstname))
         try:
             with os.scandir(srcobj) as listing:
                 entries = list(listing)
             self.walk(srcobj, dstname, entries)
         except OSError as why:
-            self.error(self.next_seq(), (srcname, dstname, str(why)))
+            self.error(self.next_seq(), (srcname, self.shown(dstname), self.describe(why)))
+
+    # -- staging the whole tree ----------------------------------------------------
+
+    def make_staging(self, dst: Any) -> Any:
+        """Create the private directory inside ``dst`` that the tree is built in.
+
+        Files are created directly under their names in it (no per-file
+        staging: measured on XFS and btrfs, an O_TMPFILE file and its link
+        cost about a third of a small file's clone); nobody else can enter
+        it (mode 0700), and a process killed midway leaves only this
+        directory, never a partial file under a destination name. None of
+        it is visible in names given to the caller: errors name the final
+        paths.
+        """
+        name = f".cowpath-{secrets.token_hex(8)}"
+        path = os.path.join(dst, os.fsencode(name) if isinstance(dst, bytes) else name)
+        try:
+            os.mkdir(path, 0o700)
+        except OSError:
+            return dst  # stage each file instead
+        self.staging_name = name
+        self.staging = path
+        self.final = dst
+        self.staging_prefixes = _prefixes(path)
+        text = os.fsdecode(os.fspath(dst))
+        self.final_prefixes = [text, os.fsencode(text)]
+        return path
+
+    def shown(self, path: Any) -> Any:
+        """The name the caller knows for a path inside the staging directory."""
+        if self.staging is None or not isinstance(path, (str, bytes)):
+            return path
+        for (staged, staged_sep), final in zip(self.staging_prefixes, self.final_prefixes, strict=True):
+            if type(path) is type(staged):
+                if path == staged:
+                    return final
+                if path.startswith(staged_sep):
+                    return os.path.join(final, path[len(staged_sep) :])
+        return path
+
+    def describe(self, why: OSError) -> str:
+        """``str(why)`` as shutil would show it, with final names."""
+        if self.staging is None:
+            return str(why)
+        first, second = self.shown(why.filename), self.shown(why.filename2)
+        if first is why.filename and second is why.filename2:
+            return str(why)
+        return str(OSError(why.errno, why.strerror, first, None, second))
+
+    def unstage(self) -> None:
+        """Move the finished tree from the staging directory into place."""
+        if self.staging is None:
+            return
+        staging, final = self.staging, self.final
+        for name in os.listdir(staging):
+            try:
+                os.rename(os.path.join(staging, name), os.path.join(final, name))
+            except OSError as why:
+                self.errors.append(
+                    (self.seq + 1, (os.path.join(final, name), os.path.join(final, name), str(why)))
+                )
+        with contextlib.suppress(OSError):
+            os.rmdir(staging)
+        self.staging = None
 
     def file(self, srcobj: Any, srcname: Any, dstname: Any, plain: bool) -> _File:
         slot = _File(self.next_seq(), srcobj, srcname, dstname, plain)
@@ -238,7 +322,7 @@ class _Tree:
             try:
                 nbytes = self.copy_one(slot)
             except OSError as why:
-                self.error(slot.seq, (slot.srcname, slot.dstname, str(why)))
+                self.error(slot.seq, (slot.srcname, self.shown(slot.dstname), self.describe(why)))
                 nbytes = 0
             except BaseException as exc:
                 # Anything but an OSError ends the whole copy, as in shutil.
@@ -260,8 +344,10 @@ class _Tree:
             self.copy_function(slot.srcobj, slot.dstname)
             return 0
         if slot.plain:
-            sys.audit("shutil.copyfile", slot.srcobj, slot.dstname)
-            done = self.backend.copy_new_file(slot.srcname, slot.dstname, self.mode, self.metadata)
+            sys.audit("shutil.copyfile", slot.srcobj, self.shown(slot.dstname))
+            done = self.backend.copy_new_file(
+                slot.srcname, slot.dstname, self.mode, self.metadata, self.staging is not None
+            )
             if done is not None:
                 cloned, nbytes = done
                 if self.report is not None:
@@ -353,11 +439,16 @@ def copy_tree(
         atomic,
     )
     try:
-        tree.walk(src, dst, entries)
+        tree.walk(src, dst, entries, root=True)
         tree.finish()
     except BaseException:
         tree.abort()
+        # What was copied is moved into place, every file of it whole, as
+        # shutil leaves the files it copied before the exception.
+        with contextlib.suppress(OSError):
+            tree.unstage()
         raise
+    tree.unstage()
     errors = tree.collect()
     if errors:
         raise shutil.Error(errors)
