@@ -160,11 +160,19 @@ class _Tree:
             dst = self.make_staging(dst)
         batch: list[_File] = []
         use_entry = self.metadata is not None
+        dst_text = os.fspath(dst)
+        sep: Any = os.sep.encode() if isinstance(dst_text, bytes) else os.sep
+        # os.path.join(dst, name) without its per-call cost (POSIX paths
+        # only: Windows drives and alternative separators need the real thing).
+        dst_prefix: Any = None
+        if os.name == "posix":
+            dst_prefix = dst_text if dst_text.endswith(sep) or not dst_text else dst_text + sep
         for entry in entries:
             if entry.name in ignored or entry.name == self.staging_name:
                 continue
-            srcname = os.path.join(src, entry.name)
-            dstname = os.path.join(dst, entry.name)
+            # entry.path is os.path.join(src, entry.name), already built.
+            srcname = entry.path
+            dstname = dst_prefix + entry.name if dst_prefix is not None else os.path.join(dst, entry.name)
             srcobj = entry if use_entry else srcname
             try:
                 is_symlink = entry.is_symlink()
@@ -344,7 +352,7 @@ class _Tree:
             self.copy_function(slot.srcobj, slot.dstname)
             return 0
         if slot.plain:
-            sys.audit("shutil.copyfile", slot.srcobj, self.shown(slot.dstname))
+            sys.audit("shutil.copyfile", slot.srcobj, slot.dstname)
             done = self.backend.copy_new_file(
                 slot.srcname, slot.dstname, self.mode, self.metadata, self.staging is not None
             )
