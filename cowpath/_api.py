@@ -97,6 +97,7 @@ class Backend(ABC):
         report: CopyReport | None,
         metadata: int = 0,
         atomic: bool = False,
+        dst_st: bool | os.stat_result | None = True,
     ) -> bool:
         """Give ``dst`` the data of ``src`` as ``shutil.copyfile`` does.
 
@@ -113,7 +114,9 @@ class Backend(ABC):
         named; it returns True if it did, and the caller then does not
         repeat it. On any failure a destination that did not exist is not
         created, and an existing one is untouched unless the failure came
-        after its old data had to be discarded (as in shutil).
+        after its old data had to be discarded (as in shutil). ``dst_st`` is
+        ``os.stat(dst)`` if the caller has it (None: it does not exist),
+        or True when the backend should look itself.
         """
 
     def copy_new_file(
@@ -161,6 +164,7 @@ class FdBackend(Backend):
         report: CopyReport | None,
         metadata: int = 0,
         atomic: bool = False,
+        dst_st: bool | os.stat_result | None = True,
     ) -> bool:
         # The source is opened first, as shutil does, so that a missing or
         # unreadable source fails before the destination is touched.
@@ -175,12 +179,16 @@ class FdBackend(Backend):
                 # shutil writes through a symlink; an atomic copy replaces
                 # the file it points to and keeps the link.
                 target = os.path.realpath(dst)
-            try:
-                existing: os.stat_result | None = os.stat(target)
-            except FileNotFoundError:
-                existing = None
-            except (OSError, ValueError):
-                existing = _UNKNOWN  # let the direct open report it as shutil would
+            existing: os.stat_result | None
+            if not isinstance(dst_st, bool) and target is dst:
+                existing = dst_st
+            else:
+                try:
+                    existing = os.stat(target)
+                except FileNotFoundError:
+                    existing = None
+                except (OSError, ValueError):
+                    existing = _UNKNOWN  # let the direct open report it as shutil would
             if existing is None or (atomic and existing is not _UNKNOWN and stat.S_ISREG(existing.st_mode)):
                 done = self._write_staged(src_fd, src_st, target, mode, src, dst, metadata, existing, True)
                 if done is not None:

@@ -25,21 +25,18 @@ __all__ = ["copy", "copy2", "copyfile", "copytree", "reflink"]
 _P = TypeVar("_P", bound=StrOrBytesPath)
 
 
-def _same_file(src: StrOrBytesPath, dst: StrOrBytesPath) -> bool:
-    # As shutil decides it: a DirEntry uses its cached stat; a path that
-    # cannot be stat'ed is not the same file as anything.
+def _stat(path: StrOrBytesPath) -> os.stat_result | None:
+    # As shutil has it: a DirEntry's cached stat, else os.stat (following
+    # symlinks); None where it cannot be stat'ed (most likely missing).
     try:
-        src_st = src.stat() if isinstance(src, os.DirEntry) else os.stat(src)
-        return os.path.samestat(src_st, os.stat(dst))
+        return path.stat() if isinstance(path, os.DirEntry) else os.stat(path)
     except (OSError, ValueError):
-        return False
+        return None
 
 
-def _check_special(path: StrOrBytesPath, source: bool) -> None:
-    try:
-        st = path.stat() if isinstance(path, os.DirEntry) else os.stat(path)
-    except (OSError, ValueError):
-        return  # most likely does not exist yet; opening it will say so
+def _check_special(path: StrOrBytesPath, st: os.stat_result | None, source: bool) -> None:
+    if st is None:
+        return  # opening it will say what is wrong
     name = path.path if isinstance(path, os.DirEntry) else path
     if stat.S_ISFIFO(st.st_mode):
         # Opening a FIFO would block until a writer appears.
@@ -115,16 +112,19 @@ def _copyfile(
     """copyfile's work; True if the backend also applied ``metadata``."""
     sys.audit("shutil.copyfile", src, dst)
     mode = resolve_mode(reflink)
-    if _same_file(src, dst):
+    # One stat of each serves shutil's three checks, in shutil's order.
+    src_st = _stat(src)
+    dst_st = _stat(dst)
+    if src_st is not None and dst_st is not None and os.path.samestat(src_st, dst_st):
         raise shutil.SameFileError(f"{src!r} and {dst!r} are the same file")
-    _check_special(src, True)
-    _check_special(dst, False)
+    _check_special(src, src_st, True)
+    _check_special(dst, dst_st, False)
     if not follow_symlinks and _is_link(src):
         link: Any = src  # readlink's AnyStr cannot be inferred from the union
         os.symlink(os.readlink(link), dst)
         return False
     try:
-        return backend().copy_data(src, dst, mode, report, metadata, atomic)
+        return backend().copy_data(src, dst, mode, report, metadata, atomic, dst_st)
     except IsADirectoryError as exc:
         # shutil's wording when dst names a directory that does not exist
         # (a trailing slash), bpo-43219.
