@@ -136,6 +136,11 @@ class FdBackend(Backend):
     #: straight to the copy and "always" fails at once.
     can_clone: ClassVar[bool] = True
 
+    #: True where new files may be staged as unnamed O_TMPFILE files and
+    #: linked through /proc/self/fd (the real Linux kernel); otherwise a
+    #: private name is used.
+    unnamed_staging: ClassVar[bool] = False
+
     def clone_fd(
         self, src_fd: int, dst_fd: int, src_st: os.stat_result, dst_size: int, dst: StrOrBytesPath
     ) -> None:
@@ -217,7 +222,7 @@ class FdBackend(Backend):
         direct: bool = False,
     ) -> tuple[bool, int, bool] | None:
         """Fill a staging file and name it ``target``; None if the direct path must be taken."""
-        staging = create(target) if direct else stage(target)
+        staging = create(target) if direct else stage(target, unnamed=self.unnamed_staging)
         if staging is None:
             return None
         try:

@@ -86,6 +86,7 @@ class LinuxBackend(FdBackend):
     """FICLONE first; otherwise an in-kernel copy that keeps holes."""
 
     name = "linux"
+    unnamed_staging = True
 
     def __init__(self) -> None:
         self._ficlone: int | None = None

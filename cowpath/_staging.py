@@ -190,17 +190,18 @@ def create(target: StrOrBytesPath) -> Staging | None:
     return Staging(fd, target, target, direct=True)
 
 
-def stage(target: StrOrBytesPath, mode: int = 0o666) -> Staging | None:
+def stage(target: StrOrBytesPath, mode: int = 0o666, unnamed: bool = True) -> Staging | None:
     """Open a staging file in ``target``'s directory, or None if none can be made there.
 
     An unnamed file is created with ``mode`` (the umask and default ACLs
     apply, as for a file created under the target's name); a named one with
-    0600, to be given its final mode before it is named. None means the
+    0600, to be given its final mode before it is named (always, when
+    ``unnamed`` is false: a faked ``os`` has no /proc to link through). None means the
     caller should write the target directly; it then also meets the exact
     error that a direct open gives (missing directory, permissions, ...).
     """
     directory = _directory(target)
-    if _TMPFILE and _PROC_FD:
+    if unnamed and _TMPFILE and _PROC_FD:
         try:
             fd = os.open(directory, _TMPFILE | os.O_WRONLY | _CLOEXEC, mode)
         except OSError as exc:
