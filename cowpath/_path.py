@@ -9,8 +9,8 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Union
 
-from ._api import ReflinkMode, resolve_mode
-from ._copy import copyfile
+from ._api import META_NONE, META_STAT, ReflinkMode, resolve_mode
+from ._copy import _copyfile
 
 if TYPE_CHECKING:
     from ._report import CopyReport
@@ -159,6 +159,6 @@ def _copy_entry(
             same = False
         if same:
             raise OSError(errno.EINVAL, "Source and target are the same file", str(source), None, str(target))
-        copyfile(source, target, reflink=mode, report=report)
-        if preserve_metadata:
+        metadata = META_STAT if preserve_metadata else META_NONE
+        if not _copyfile(source, target, True, mode, report, metadata, False) and preserve_metadata:
             shutil.copystat(source, target)
