@@ -328,24 +328,27 @@ class _Tree:
             if self.stop.is_set():
                 return
             try:
-                nbytes = self.copy_one(slot)
-            except OSError as why:
-                self.error(slot.seq, (slot.srcname, self.shown(slot.dstname), self.describe(why)))
-                nbytes = 0
+                try:
+                    nbytes = self.copy_one(slot)
+                except OSError as why:
+                    self.error(slot.seq, (slot.srcname, self.shown(slot.dstname), self.describe(why)))
+                    nbytes = 0
+                if self.progress is not None:
+                    with self.lock:
+                        self.files_done += 1
+                        self.bytes_done += nbytes
+                        self.progress(self.snapshot())
             except BaseException as exc:
-                # Anything but an OSError ends the whole copy, as in shutil.
+                # Anything but an OSError from a copy (or anything at all
+                # from the progress callback) ends the whole copy, as in
+                # shutil; the other threads stop before their next file.
+                self.stop.set()
                 if threading.current_thread() is self.caller:
                     raise
                 with self.lock:
                     if self.fatal is None:
                         self.fatal = exc
-                self.stop.set()
                 return
-            if self.progress is not None:
-                with self.lock:
-                    self.files_done += 1
-                    self.bytes_done += nbytes
-                    self.progress(self.snapshot())
 
     def copy_one(self, slot: _File) -> int:
         if self.metadata is None:

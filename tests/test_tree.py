@@ -171,7 +171,9 @@ def test_interrupt_leaves_no_partial_file(tmp_path: Path, workers: int) -> None:
         cowpath.copytree(tmp_path / "src", tmp_path / "dst", progress=interrupt, workers=workers)
     copied = [p for p in (tmp_path / "dst").rglob("*") if p.is_file() and not p.is_symlink()]
     assert copied, "some files were copied before the interrupt"
-    assert len(copied) < 6 * 20 * 2
+    # The interrupt came with the 30th file; each other thread may finish
+    # the one file it was copying, and starts no other.
+    assert len(copied) <= 30 + workers
     for path in copied:
         original = tmp_path / "src" / path.relative_to(tmp_path / "dst")
         assert path.read_bytes() == original.read_bytes(), path
