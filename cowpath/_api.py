@@ -14,6 +14,7 @@ import os
 import shutil
 import stat
 from abc import ABC, abstractmethod
+from collections.abc import Callable
 from typing import TYPE_CHECKING, ClassVar, Final, Literal, Union
 
 from ._errors import CannotClone, ReflinkNotSupportedError, with_filenames
@@ -141,6 +142,11 @@ class FdBackend(Backend):
     #: private name is used.
     unnamed_staging: ClassVar[bool] = False
 
+    #: True where metadata may be applied through descriptors. The portable
+    #: backend also serves a faked ``os`` (pyfakefs), whose fstat and
+    #: descriptor calls need not agree with its path calls: it works by path.
+    fd_metadata: ClassVar[bool] = True
+
     def clone_fd(
         self, src_fd: int, dst_fd: int, src_st: os.stat_result, dst_size: int, dst: StrOrBytesPath
     ) -> None:
@@ -161,6 +167,10 @@ class FdBackend(Backend):
         """
         return copy_by_reading(src_fd, dst_fd)
 
+    def open_existing(self, path: StrOrBytesPath, flags: int) -> int:
+        """Open a file that should exist (no O_CREAT)."""
+        return os.open(path, flags)
+
     def copy_data(
         self,
         src: StrOrBytesPath,
@@ -173,12 +183,12 @@ class FdBackend(Backend):
     ) -> bool:
         # The source is opened first, as shutil does, so that a missing or
         # unreadable source fails before the destination is touched.
-        src_fd = os.open(src, READ_FLAGS)
+        src_fd = self.open_existing(src, READ_FLAGS)
         try:
             src_st = os.fstat(src_fd)
             if stat.S_ISDIR(src_st.st_mode):
                 # io.open refuses directories; os.open does not on POSIX.
-                raise IsADirectoryError(errno.EISDIR, os.strerror(errno.EISDIR), src)
+                raise IsADirectoryError(errno.EISDIR, os.strerror(errno.EISDIR), os.fspath(src))
             target = dst
             if atomic and os.path.islink(dst):
                 # shutil writes through a symlink; an atomic copy replaces
@@ -231,7 +241,11 @@ class FdBackend(Backend):
                 # Replacing a file atomically: keep what shutil keeps of it.
                 _keep_identity(staging.fd, existing, metadata)
             meta_st = os.fstat(src_fd) if restat and metadata == META_STAT else src_st
-            applied = metadata != META_NONE and _metadata_by_fd(src_fd, staging.fd, meta_st, metadata)
+            applied = (
+                metadata != META_NONE
+                and self.fd_metadata
+                and _metadata_by_fd(src_fd, staging.fd, meta_st, metadata)
+            )
             if staging.named and not applied and existing is None and os.chmod in os.supports_fd:
                 # A named staging file is made 0600. Before it is named, give
                 # it its final mode: the source's for copy/copy2 (applied
@@ -258,7 +272,7 @@ class FdBackend(Backend):
         src: StrOrBytesPath,
         metadata: int,
     ) -> tuple[bool, int]:
-        dst_fd, created = _open_destination(dst)
+        dst_fd, created = _open_destination(dst, self.open_existing)
         restore: int | None = None
         try:
             if created is None and metadata != META_NONE:
@@ -304,7 +318,7 @@ class FdBackend(Backend):
         try:
             # O_NONBLOCK: a FIFO swapped in after the directory was listed
             # must not block the open; regular files ignore the flag.
-            src_fd = os.open(src, READ_FLAGS | _NONBLOCK)
+            src_fd = self.open_existing(src, READ_FLAGS | _NONBLOCK)
         except OSError:
             return None
         try:
@@ -438,7 +452,9 @@ def _keep_identity(fd: int, existing: os.stat_result, metadata: int) -> None:
         os.chmod(fd, stat.S_IMODE(existing.st_mode))
 
 
-def _open_destination(dst: StrOrBytesPath) -> tuple[int, StrOrBytesPath | None]:
+def _open_destination(
+    dst: StrOrBytesPath, open_existing: Callable[[StrOrBytesPath, int], int]
+) -> tuple[int, StrOrBytesPath | None]:
     """Open ``dst`` for writing without truncating it.
 
     Returns the descriptor and, if this call created the file, the path to
@@ -449,7 +465,7 @@ def _open_destination(dst: StrOrBytesPath) -> tuple[int, StrOrBytesPath | None]:
     except FileExistsError:
         pass
     try:
-        return os.open(dst, WRITE_FLAGS), None
+        return open_existing(dst, WRITE_FLAGS), None
     except FileNotFoundError:
         if not os.path.islink(dst):
             raise

@@ -128,7 +128,7 @@ def _copyfile(
     except IsADirectoryError as exc:
         # shutil's wording when dst names a directory that does not exist
         # (a trailing slash), bpo-43219.
-        if exc.filename is not src and not os.path.exists(dst):
+        if exc.filename != os.fspath(src) and not os.path.exists(dst):
             raise FileNotFoundError(f"Directory does not exist: {dst!s}") from exc
         raise
 

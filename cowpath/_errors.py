@@ -38,7 +38,7 @@ class CannotClone(Exception):
         message = os.strerror(self.errno)
         if self.detail:
             message = f"{message} ({self.detail})"
-        return ReflinkNotSupportedError(self.errno, message, src, None, dst)
+        return ReflinkNotSupportedError(self.errno, message, _name(src), None, _name(dst))
 
 
 def with_filenames(exc: OSError, src: object, dst: object) -> OSError:
@@ -48,8 +48,15 @@ def with_filenames(exc: OSError, src: object, dst: object) -> OSError:
     name; a caller needs to know which copy failed.
     """
     if exc.filename is None and exc.errno is not None:
-        new = type(exc)(exc.errno, exc.strerror, src, None, dst)
+        new = type(exc)(exc.errno, exc.strerror, _name(src), None, _name(dst))
         new.__cause__ = exc.__cause__
         new.__traceback__ = exc.__traceback__
         return new
     return exc
+
+
+def _name(path: object) -> object:
+    """A file name as the os module reports it: path-likes as str or bytes."""
+    if isinstance(path, os.PathLike):
+        return os.fspath(path)
+    return path

@@ -6,7 +6,10 @@ replaced by a fake (pyfakefs), so that the copy goes through the fake.
 
 from __future__ import annotations
 
-from ._api import FdBackend
+import os
+import stat
+
+from ._api import FdBackend, StrOrBytesPath
 
 __all__ = ["PortableBackend"]
 
@@ -16,3 +19,16 @@ class PortableBackend(FdBackend):
 
     name = "portable"
     can_clone = False
+    fd_metadata = False
+
+    def open_existing(self, path: StrOrBytesPath, flags: int) -> int:
+        # pyfakefs (6.3 at least) applies os.open's mode argument, 0o777
+        # minus the umask by default, to a file that already exists, even
+        # when it is only opened for reading: passing the file's own mode
+        # keeps the fake source and destination as they were. On a real
+        # system the mode is ignored without O_CREAT.
+        try:
+            mode = stat.S_IMODE(os.stat(path).st_mode)
+        except (OSError, ValueError):
+            mode = 0o777
+        return os.open(path, flags, mode)
