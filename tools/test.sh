@@ -50,5 +50,14 @@ for py in $PYTHONS; do
         status=1
     fi
 done
+# The same suite against the built wheel installed in a fresh environment
+# (newest Python), so that a file missing from the package is caught.
+echo "=== installed wheel ($venv)"
+if PYTHON="$venv/bin/python" bash tools/wheel_test.sh "$@"; then
+    summary="$summary\n  installed wheel: passed"
+else
+    summary="$summary\n  installed wheel: FAILED"
+    status=1
+fi
 printf "=== summary%b\n" "$summary"
 exit $status
