@@ -79,7 +79,7 @@ class CowPath(_ConcretePath):
         mode = resolve_mode(reflink)
         destination = self._derive(target)
         _distinct(self, destination)
-        _copy_entry(self, destination, follow_symlinks, preserve_metadata, mode, report)
+        _copy_entry(str(self), str(destination), follow_symlinks, preserve_metadata, mode, report)
         return destination
 
     def copy_into(
@@ -134,31 +134,41 @@ class CowPath(_ConcretePath):
 
 
 def _copy_entry(
-    source: CowPath,
-    target: CowPath,
+    source: str,
+    target: str,
     follow_symlinks: bool,
     preserve_metadata: bool,
     mode: ReflinkMode,
     report: CopyReport | None,
 ) -> None:
-    if not follow_symlinks and source.is_symlink():
-        target.symlink_to(os.readlink(source), target_is_directory=source.is_dir())
+    # Plain os calls, not pathlib's methods: on Python 3.10, pathlib reaches
+    # the os module through an accessor that pyfakefs does not replace, so
+    # a copy inside a faked filesystem would otherwise read the real one.
+    if not follow_symlinks and os.path.islink(source):
+        os.symlink(os.readlink(source), target, target_is_directory=os.path.isdir(source))
         if preserve_metadata:
             shutil.copystat(source, target, follow_symlinks=False)
-    elif source.is_dir():
-        children = list(source.iterdir())
+    elif os.path.isdir(source):
+        children = os.listdir(source)
         os.mkdir(target)
-        for child in children:
-            _copy_entry(child, target / child.name, follow_symlinks, preserve_metadata, mode, report)
+        for name in children:
+            _copy_entry(
+                os.path.join(source, name),
+                os.path.join(target, name),
+                follow_symlinks,
+                preserve_metadata,
+                mode,
+                report,
+            )
         if preserve_metadata:
             shutil.copystat(source, target)
     else:
         try:
-            same = os.path.samestat(source.stat(), target.stat())
+            same = os.path.samestat(os.stat(source), os.stat(target))
         except OSError:
             same = False
         if same:
-            raise OSError(errno.EINVAL, "Source and target are the same file", str(source), None, str(target))
+            raise OSError(errno.EINVAL, "Source and target are the same file", source, None, target)
         metadata = META_STAT if preserve_metadata else META_NONE
         if not _copyfile(source, target, True, mode, report, metadata, False) and preserve_metadata:
             shutil.copystat(source, target)
