@@ -115,36 +115,20 @@ def _fresh(mounts: Mounts, kind: str) -> Path:
     return path
 
 
-@pytest.fixture
-def btrfs(mounts: Mounts) -> Iterator[Path]:
-    """A fresh empty directory on a loop-mounted btrfs."""
-    path = _fresh(mounts, "btrfs")
-    yield path
-    shutil.rmtree(path, ignore_errors=True)
+def _directory_fixture(kind: str, doc: str) -> object:
+    def fixture(mounts: Mounts) -> Iterator[Path]:
+        path = _fresh(mounts, kind)
+        yield path
+        shutil.rmtree(path, ignore_errors=True)
+
+    fixture.__doc__ = doc
+    return pytest.fixture(name=kind)(fixture)
 
 
-@pytest.fixture
-def xfs(mounts: Mounts) -> Iterator[Path]:
-    """A fresh empty directory on a loop-mounted XFS with reflink=1."""
-    path = _fresh(mounts, "xfs")
-    yield path
-    shutil.rmtree(path, ignore_errors=True)
-
-
-@pytest.fixture
-def ext4(mounts: Mounts) -> Iterator[Path]:
-    """A fresh empty directory on a loop-mounted ext4 (no clones)."""
-    path = _fresh(mounts, "ext4")
-    yield path
-    shutil.rmtree(path, ignore_errors=True)
-
-
-@pytest.fixture
-def tmpfs(mounts: Mounts) -> Iterator[Path]:
-    """A fresh empty directory on a tmpfs (no clones)."""
-    path = _fresh(mounts, "tmpfs")
-    yield path
-    shutil.rmtree(path, ignore_errors=True)
+btrfs = _directory_fixture("btrfs", "A fresh empty directory on a loop-mounted btrfs.")
+xfs = _directory_fixture("xfs", "A fresh empty directory on a loop-mounted XFS with reflink=1.")
+ext4 = _directory_fixture("ext4", "A fresh empty directory on a loop-mounted ext4 (no clones).")
+tmpfs = _directory_fixture("tmpfs", "A fresh empty directory on a tmpfs (no clones).")
 
 
 @pytest.fixture(params=CLONING)

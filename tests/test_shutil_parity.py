@@ -19,6 +19,7 @@ from typing import Any
 import pytest
 
 import cowpath
+from tests.fsutil import tree_state
 
 PATH_TYPES: dict[str, Callable[[Path], Any]] = {
     "str": str,
@@ -57,22 +58,7 @@ def _norm(value: Any, root: Path) -> Any:
 
 
 def _state(root: Path) -> dict[str, tuple[Any, ...]]:
-    """Every file's kind, mode, content and mtime under root (not atime: reads change it)."""
-    seen: dict[str, tuple[Any, ...]] = {}
-    for dirpath, dirnames, filenames in os.walk(root):
-        for name in dirnames + filenames:
-            path = Path(dirpath, name)
-            st = path.lstat()
-            rel = str(path.relative_to(root))
-            if stat.S_ISLNK(st.st_mode):
-                seen[rel] = ("link", os.readlink(path))
-            elif stat.S_ISDIR(st.st_mode):
-                seen[rel] = ("dir", stat.S_IMODE(st.st_mode))
-            elif stat.S_ISREG(st.st_mode):
-                seen[rel] = ("file", stat.S_IMODE(st.st_mode), path.read_bytes(), st.st_nlink)
-            else:
-                seen[rel] = ("other", stat.S_IFMT(st.st_mode))
-    return seen
+    return tree_state(root)
 
 
 Scenario = Callable[[Path], tuple[Any, Any]]

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 import cowpath
-from tests.fsutil import shared_bytes
+from tests.fsutil import shared_bytes, tree_state
 
 WORKERS = [1, 2, 8]
 
@@ -31,20 +31,7 @@ def _make_tree(root: Path, dirs: int = 6, files: int = 12) -> None:
 
 
 def _snapshot(root: Path) -> dict[str, tuple[object, ...]]:
-    """Everything a user could observe of a copied tree, keyed by relative path."""
-    seen: dict[str, tuple[object, ...]] = {}
-    for dirpath, dirnames, filenames in os.walk(root):
-        for name in dirnames + filenames:
-            path = Path(dirpath, name)
-            st = path.lstat()
-            rel = str(path.relative_to(root))
-            if path.is_symlink():
-                seen[rel] = ("link", os.readlink(path))
-            elif path.is_dir():
-                seen[rel] = ("dir", st.st_mode, st.st_mtime_ns)
-            else:
-                seen[rel] = ("file", st.st_mode, st.st_mtime_ns, path.read_bytes())
-    return seen
+    return tree_state(root, mtimes=True)
 
 
 @pytest.mark.parametrize("workers", WORKERS)

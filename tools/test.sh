@@ -9,11 +9,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-if [ "$(id -u)" = 0 ] && { ! command -v mkfs.xfs >/dev/null || ! command -v mkfs.btrfs >/dev/null; }; then
-    export DEBIAN_FRONTEND=noninteractive
-    apt-get install -y -qq xfsprogs btrfs-progs >/dev/null \
-        || { apt-get update -qq && apt-get install -y -qq xfsprogs btrfs-progs >/dev/null; }
-fi
+. tools/system_packages.sh
 
 if [ -z "${PYTHONS:-}" ]; then
     PYTHONS=""

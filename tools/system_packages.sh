@@ -1,0 +1,7 @@
+# Sourced by tools/test.sh and tools/bench.sh: as root, install the tools
+# that make the loop filesystems (xfsprogs, btrfs-progs) if they are missing.
+if [ "$(id -u)" = 0 ] && { ! command -v mkfs.xfs >/dev/null || ! command -v mkfs.btrfs >/dev/null; }; then
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get install -y -qq xfsprogs btrfs-progs >/dev/null \
+        || { apt-get update -qq && apt-get install -y -qq xfsprogs btrfs-progs >/dev/null; }
+fi
