@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from ._api import META_MODE, META_NONE, META_STAT, ReflinkMode, StrOrBytesPath, resolve_mode
 from ._select import backend
-from ._tree import TreeProgress, copy_tree
+from ._tree import TreeOptions, TreeProgress, copy_tree
 
 if TYPE_CHECKING:
     from ._report import CopyReport
@@ -230,21 +230,20 @@ def copytree(
         metadata = META_MODE
     else:
         metadata = None
-    result: _P = copy_tree(
-        src,
-        dst,
-        symlinks,
-        ignore,
-        copy_function,
-        metadata,
-        ignore_dangling_symlinks,
-        dirs_exist_ok,
-        resolve_mode(reflink),
-        report,
-        workers,
-        progress,
-        atomic,
+    options = TreeOptions(
+        symlinks=symlinks,
+        ignore=ignore,
+        copy_function=copy_function,
+        metadata=metadata,
+        ignore_dangling_symlinks=ignore_dangling_symlinks,
+        dirs_exist_ok=dirs_exist_ok,
+        mode=resolve_mode(reflink),
+        report=report,
+        workers=workers,
+        progress=progress,
+        atomic=atomic,
     )
+    result: _P = copy_tree(src, dst, options)
     return result
 
 

@@ -30,7 +30,7 @@ from ._select import backend
 if TYPE_CHECKING:
     from ._report import CopyReport
 
-__all__ = ["TreeProgress", "copy_tree", "default_workers"]
+__all__ = ["TreeOptions", "TreeProgress", "copy_tree", "default_workers"]
 
 ErrorTuple = tuple[Any, Any, str]
 
@@ -82,34 +82,38 @@ class _File:
         self.plain = plain
 
 
+@dataclass(frozen=True)
+class TreeOptions:
+    """copytree's arguments, as the engine takes them."""
+
+    symlinks: bool
+    ignore: Callable[[Any, list[str]], Iterable[str]] | None
+    copy_function: Callable[..., object]
+    # None: a custom copy_function, called as shutil calls it, in order, in
+    # the calling thread. Otherwise cowpath's copy (META_MODE) or copy2 (META_STAT).
+    metadata: int | None
+    ignore_dangling_symlinks: bool
+    dirs_exist_ok: bool
+    mode: ReflinkMode
+    report: CopyReport | None
+    workers: int | None
+    progress: Callable[[TreeProgress], object] | None
+    atomic: bool
+
+
 class _Tree:
-    def __init__(
-        self,
-        symlinks: bool,
-        ignore: Callable[[Any, list[str]], Iterable[str]] | None,
-        copy_function: Callable[..., object],
-        metadata: int | None,
-        ignore_dangling_symlinks: bool,
-        dirs_exist_ok: bool,
-        mode: ReflinkMode,
-        report: CopyReport | None,
-        workers: int,
-        progress: Callable[[TreeProgress], object] | None,
-        atomic: bool,
-    ) -> None:
-        self.atomic = atomic
-        self.symlinks = symlinks
-        self.ignore = ignore
-        self.copy_function = copy_function
-        # None: a custom copy_function, called as shutil calls it, in order,
-        # in this thread. Otherwise cowpath's copy (META_MODE) or copy2 (META_STAT).
-        self.metadata = metadata
-        self.ignore_dangling_symlinks = ignore_dangling_symlinks
-        self.dirs_exist_ok = dirs_exist_ok
-        self.mode = mode
-        self.report = report
+    def __init__(self, options: TreeOptions, workers: int) -> None:
+        self.atomic = options.atomic
+        self.symlinks = options.symlinks
+        self.ignore = options.ignore
+        self.copy_function = options.copy_function
+        self.metadata = metadata = options.metadata
+        self.ignore_dangling_symlinks = options.ignore_dangling_symlinks
+        self.dirs_exist_ok = dirs_exist_ok = options.dirs_exist_ok
+        self.mode = options.mode
+        self.report = options.report
         self.workers = workers if metadata is not None else 1
-        self.progress = progress
+        self.progress = options.progress
         self.backend = backend()
         self.pool: ThreadPoolExecutor | None = None
         self.futures: list[Future[None]] = []
@@ -414,41 +418,16 @@ class _Tree:
         return [error for _, error in self.errors]
 
 
-def copy_tree(
-    src: Any,
-    dst: Any,
-    symlinks: bool,
-    ignore: Callable[[Any, list[str]], Iterable[str]] | None,
-    copy_function: Callable[..., object],
-    metadata: int | None,
-    ignore_dangling_symlinks: bool,
-    dirs_exist_ok: bool,
-    mode: ReflinkMode,
-    report: CopyReport | None,
-    workers: int | None,
-    progress: Callable[[TreeProgress], object] | None,
-    atomic: bool = False,
-) -> Any:
+def copy_tree(src: Any, dst: Any, options: TreeOptions) -> Any:
     sys.audit("shutil.copytree", src, dst)
     with os.scandir(src) as listing:
         entries = list(listing)
+    workers = options.workers
     if workers is None:
         workers = default_workers()
     elif workers < 1:
         raise ValueError(f"workers must be at least 1, not {workers!r}")
-    tree = _Tree(
-        symlinks,
-        ignore,
-        copy_function,
-        metadata,
-        ignore_dangling_symlinks,
-        dirs_exist_ok,
-        mode,
-        report,
-        workers,
-        progress,
-        atomic,
-    )
+    tree = _Tree(options, workers)
     try:
         tree.walk(src, dst, entries, root=True)
         tree.finish()
