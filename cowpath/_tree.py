@@ -20,7 +20,7 @@ import stat
 import sys
 import threading
 from collections.abc import Callable, Iterable
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -39,6 +39,8 @@ _POOL_THRESHOLD = 16
 # A directory's files go to the pool in batches of at most this many, so one
 # huge directory still spreads over the threads.
 _BATCH = 256
+# Batches queued per thread before the walk waits for the copies.
+_QUEUED_PER_THREAD = 4
 
 
 def default_workers() -> int:
@@ -116,7 +118,7 @@ class _Tree:
         self.progress = options.progress
         self.backend = backend()
         self.pool: ThreadPoolExecutor | None = None
-        self.futures: list[Future[None]] = []
+        self.inflight = threading.BoundedSemaphore(1)
         self.pending: list[list[_File]] = []
         self.pending_files = 0
         self.stop = threading.Event()
@@ -215,6 +217,9 @@ class _Tree:
             self.schedule(batch)
         # Its metadata is copied after everything in it, as shutil does
         # when a subtree is done.
+        # One small record per directory stays until the end: shutil copies
+        # a directory's metadata after its contents, and names the source
+        # as it was given (a DirEntry below the top) in an error.
         self.dirs.append((self.next_seq(), src, self.shown(shown_dst)))
 
     def subtree(self, srcobj: Any, srcname: Any, dstname: Any) -> None:
@@ -316,6 +321,7 @@ class _Tree:
             if self.pending_files < _POOL_THRESHOLD:
                 return
             self.pool = ThreadPoolExecutor(self.workers, thread_name_prefix="cowpath")
+            self.inflight = threading.BoundedSemaphore(self.workers * _QUEUED_PER_THREAD)
             waiting, self.pending = self.pending, []
             for old in waiting:
                 self.submit(old)
@@ -325,7 +331,17 @@ class _Tree:
     def submit(self, batch: list[_File]) -> None:
         assert self.pool is not None
         for start in range(0, len(batch), _BATCH):
-            self.futures.append(self.pool.submit(self.run, batch[start : start + _BATCH]))
+            # Back-pressure: the walk waits while a few batches per thread
+            # are queued, so memory holds a bounded list of pending work
+            # however large the tree.
+            self.inflight.acquire()
+            self.pool.submit(self.run_and_release, batch[start : start + _BATCH])
+
+    def run_and_release(self, batch: list[_File]) -> None:
+        try:
+            self.run(batch)
+        finally:
+            self.inflight.release()
 
     def run(self, batch: list[_File]) -> None:
         for slot in batch:
@@ -386,17 +402,13 @@ class _Tree:
                 self.run(batch)
         with self.lock:
             self.scanning = False
-        try:
-            for future in self.futures:
-                future.result()
-        finally:
-            self.close()
+        self.close()
         if self.fatal is not None:
             raise self.fatal
 
     def close(self) -> None:
         if self.pool is not None:
-            self.pool.shutdown(wait=True, cancel_futures=True)
+            self.pool.shutdown(wait=True, cancel_futures=self.stop.is_set())
             self.pool = None
 
     def abort(self) -> None:
