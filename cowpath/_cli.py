@@ -144,7 +144,8 @@ def _cp(args: argparse.Namespace) -> int:
     bar.close()
     if not args.quiet:
         _say(
-            f"{report.files_cloned} files cloned ({_size(report.bytes_cloned)} shared), "
+            f"{report.files_cloned} file{'' if report.files_cloned == 1 else 's'} cloned "
+            f"({_size(report.bytes_cloned)} shared), "
             f"{report.files_copied} copied ({_size(report.bytes_copied)})"
         )
     return status

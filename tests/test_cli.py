@@ -43,7 +43,7 @@ def test_cp_file_clones_and_keeps_mode(cloning_fs: Path) -> None:
     assert (cloning_fs / "g").read_bytes() == (cloning_fs / "f").read_bytes()
     assert shared_bytes(cloning_fs / "g") > 0
     assert os.stat(cloning_fs / "g").st_mode & 0o777 == 0o700
-    assert "1 files cloned" in done.stderr
+    assert "1 file cloned (" in done.stderr
 
 
 def test_cp_recursive_into_existing_directory(cloning_fs: Path) -> None:
