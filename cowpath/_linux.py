@@ -16,6 +16,14 @@ from typing import Final
 from ._api import FdBackend, StrOrBytesPath
 from ._errors import CannotClone
 
+try:
+    # Imported with the module, not on the first copy: a first clone in a
+    # fresh process would otherwise pay for loading the extension module
+    # (measurable against the clone itself, which takes well under 1 ms).
+    import fcntl
+except ImportError:  # not on Windows: the module must still import there
+    fcntl = None  # type: ignore[assignment]
+
 __all__ = ["LinuxBackend", "ficlone_request"]
 
 # Errors from FICLONE that mean "no clone here, the data can still be
@@ -71,8 +79,6 @@ def ficlone_request() -> int:
     other Linux architecture uses the generic encoding (write = 1 at bit 30,
     14-bit size), which gives 0x40049409.
     """
-    import fcntl
-
     value = getattr(fcntl, "FICLONE", None)
     if value is not None:
         return int(value)
@@ -97,8 +103,6 @@ class LinuxBackend(FdBackend):
     # -- cloning -----------------------------------------------------------
 
     def _ioctl_clone(self, src_fd: int, dst_fd: int) -> None:
-        import fcntl
-
         if self._ficlone is None:
             self._ficlone = ficlone_request()
         try:
@@ -119,11 +123,6 @@ class LinuxBackend(FdBackend):
             self._clone_onto_longer(src_fd, dst_fd, src_st, dst)
         else:
             self._ioctl_clone(src_fd, dst_fd)
-        # FICLONE makes the destination exactly as long as the source. A
-        # call that "succeeded" without doing so was not a clone (pyfakefs's
-        # fcntl.ioctl, for one, returns 0 and does nothing).
-        import fcntl
-
         if type(fcntl.ioctl) is not BuiltinFunctionType:
             # Not the C function: a fake or a wrapper (pyfakefs's returns 0
             # and does nothing). FICLONE makes the destination exactly as
