@@ -13,6 +13,7 @@ import errno
 import os
 import shutil
 import stat
+import sys
 from abc import ABC, abstractmethod
 from collections.abc import Callable
 from typing import TYPE_CHECKING, ClassVar, Final, Literal, Union
@@ -399,7 +400,9 @@ def _metadata_by_fd(src_fd: int, dst_fd: int, src_st: os.stat_result, metadata: 
     The times are those of the source's stat taken before the copy, as
     shutil.copytree has them (it passes cached DirEntry stats).
     """
-    if not _FD_METADATA:
+    # The platform test also tells the type checker that the xattr calls
+    # below exist (CPython has them on Linux only).
+    if not (_FD_METADATA and sys.platform.startswith("linux")):
         return False
     try:
         if metadata == META_STAT:
