@@ -34,6 +34,8 @@ _BINARY: Final = getattr(os, "O_BINARY", 0)
 _TMPFILE: Final = getattr(os, "O_TMPFILE", 0)
 _NOFOLLOW: Final = getattr(os, "O_NOFOLLOW", 0)
 _PROC_FD: Final = sys.platform.startswith("linux")
+# Where os.rename refuses to replace an existing file (Windows).
+_RENAME_KEEPS: Final = sys.platform == "win32"
 
 # O_TMPFILE failures that mean "this filesystem or kernel cannot": use a
 # named staging file instead. open(2): EOPNOTSUPP from filesystems without
@@ -85,7 +87,7 @@ class Staging:
         # that is itself staged (see cowpath._tree): committing only closes it.
         self.direct = direct
 
-    def commit(self, replace: bool) -> bool:
+    def commit(self, replace: bool) -> bool:  # noqa: PLR0911 - one exit for each way a file is named
         """Give the staged file the target's name and close it.
 
         Without ``replace`` the target must still not exist: returns False
@@ -110,6 +112,8 @@ class Staging:
                     return False
                 self._close()
                 return True
+        if _RENAME_KEEPS:
+            return self._commit_by_rename(replace)
         if replace:
             os.replace(self.path, self.target)
         else:
@@ -131,6 +135,26 @@ class Staging:
                 os.unlink(self.path)
         self.path = None
         self._close()
+        return True
+
+    def _commit_by_rename(self, replace: bool) -> bool:
+        # Windows: a file cannot be renamed or unlinked while a descriptor
+        # without FILE_SHARE_DELETE is open on it (the C runtime's never
+        # share deletion), so the file is closed first; and rename
+        # (MoveFileExW without MOVEFILE_REPLACE_EXISTING) never replaces a
+        # file, which is what link-then-unlink gives elsewhere, also where
+        # there are no hard links (FAT, ReFS before Windows Server 2022) and
+        # for a read-only file (which cannot be unlinked).
+        assert self.path is not None
+        self._close()
+        try:
+            if replace:
+                os.replace(self.path, self.target)
+            else:
+                os.rename(self.path, self.target)
+        except FileExistsError:
+            return False
+        self.path = None
         return True
 
     def _close(self) -> None:
