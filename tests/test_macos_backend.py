@@ -85,6 +85,7 @@ class FakeLibSystem(LibSystem):
         self.carry_times = True  # the worst case: the clone keeps the source's times
         self.clone_copies_acl = False  # macOS before 12.6 did
         self.superuser = False  # may the caller change SF_ flags?
+        self.xattrs_need_write = False  # does removing an attribute need the owner's write bit?
         self.has_fcopyfile = True
         self.before_clone: Callable[[bytes], None] | None = None
         self.modes: list[int] = []  # the clone's mode at each metadata call
@@ -158,6 +159,8 @@ class FakeLibSystem(LibSystem):
         self._maybe_fail("fremovexattr")
         if name in self.protected or self.file_flags(fd) & _LOCKED:
             raise _error(errno.EPERM)
+        if self.xattrs_need_write and not os.fstat(fd).st_mode & stat.S_IWUSR:
+            raise _error(errno.EACCES)
         os.removexattr(fd, "user." + name.decode())
 
     def fchflags(self, fd: int, flags: int) -> None:
@@ -448,7 +451,11 @@ def test_no_extended_attribute_survives(
     assert set(xattrs_of(src)) == {"user.com.apple.quarantine", "user.com.apple.metadata:kMDItemWhereFroms"}
 
 
-def test_copy2_copies_times_and_the_others_get_fresh_ones(fake: FakeLibSystem, tmp_path: Path) -> None:
+@pytest.mark.parametrize("carry_times", [True, False])
+def test_copy2_copies_times_and_the_others_get_fresh_ones(
+    fake: FakeLibSystem, tmp_path: Path, carry_times: bool
+) -> None:
+    fake.carry_times = carry_times
     src = _source(tmp_path)
     old = (1_000_000_000_123_456_789, 1_100_000_000_987_654_321)
     os.utime(src, ns=old)
@@ -508,6 +515,20 @@ def test_locking_flags_are_cleared_before_anything_else(fake: FakeLibSystem, tmp
     assert not fake.calls[first][2] & _LOCKED
 
 
+def test_a_read_only_clone_gets_only_the_owners_write_bit_to_lose_its_attributes(
+    fake: FakeLibSystem, tmp_path: Path
+) -> None:
+    fake.xattrs_need_write = True
+    src = _source(tmp_path, mode=0o444)
+    os.setxattr(src, "user.com.apple.lastuseddate#PS", b"12345678")
+    report = cowpath.CopyReport()
+    cowpath.copy(src, tmp_path / "dst", report=report)
+    assert report.files_cloned == 1
+    assert xattrs_of(tmp_path / "dst") == {}
+    assert stat.S_IMODE(os.stat(tmp_path / "dst").st_mode) == 0o444
+    assert set(fake.modes) == {0o444, 0o644}
+
+
 def test_copy2_of_a_locked_file_leaves_the_flags_to_copystat_after_naming(
     fake: FakeLibSystem, tmp_path: Path
 ) -> None:
@@ -550,6 +571,7 @@ def test_a_restricted_source_clones_for_copy_but_not_for_copy2(fake: FakeLibSyst
     cowpath.copy(src, tmp_path / "one", report=report)
     assert report.files_cloned == 1
     assert flags_of(tmp_path / "one") == 0
+    fake.superuser = True  # even where the flag could be set, copy2 copies, as shutil would try it
     cowpath.copy2(src, tmp_path / "two", report=report)
     assert (report.files_cloned, report.files_copied) == (1, 1)
 
