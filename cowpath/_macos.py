@@ -8,6 +8,19 @@ give, and only then named. An existing destination is written in place, as
 shutil does, which on APFS means a copy; ``atomic=True`` replaces it with a
 clone instead.
 
+clonefile(2) can also clone a whole directory in one call. copytree does
+not use that: the result would have to be proved identical to a file by
+file copy, and it cannot be. The directory clone copies symlinks as links
+where copytree (symlinks=False) copies their targets; it cannot call
+``ignore`` or a ``copy_function``; it carries every entry's extended
+attributes, flags and (before macOS 12.6) ACLs, which would have to be
+removed entry by entry; it refuses an existing destination
+(dirs_exist_ok); it succeeds or fails whole where copytree reports each
+file in shutil.Error and treats special files as errors; and checking a
+tree first costs as many calls as cloning it file by file, while the tree
+can change between the check and the clone. Apple's manual page, too,
+advises against cloning large hierarchies with clonefile.
+
 Imports cleanly everywhere; nothing here touches the system, or loads
 ctypes, until a copy is asked for.
 """

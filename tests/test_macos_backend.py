@@ -13,12 +13,14 @@ filesystem, driven through cowpath's public functions.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import os
 import shutil
 import stat
 import subprocess
 import sys
+import tempfile
 import textwrap
 import time
 from collections.abc import Callable, Iterator
@@ -136,7 +138,8 @@ class FakeLibSystem(LibSystem):
                 os.utime(fd, ns=(src_st.st_atime_ns, src_st.st_mtime_ns))
             # A clone shares the blocks without reading them: the source's
             # access time stays (the pread above would have moved it).
-            os.utime(src_fd, ns=(src_st.st_atime_ns, src_st.st_mtime_ns))
+            with contextlib.suppress(PermissionError):  # another user's file: no atime to keep
+                os.utime(src_fd, ns=(src_st.st_atime_ns, src_st.st_mtime_ns))
         except BaseException:
             os.unlink(dst)  # all or nothing, as clonefile(2) promises
             raise
@@ -527,6 +530,44 @@ def test_a_read_only_clone_gets_only_the_owners_write_bit_to_lose_its_attributes
     assert xattrs_of(tmp_path / "dst") == {}
     assert stat.S_IMODE(os.stat(tmp_path / "dst").st_mode) == 0o444
     assert set(fake.modes) == {0o444, 0o644}
+
+
+def test_a_clone_the_owner_cannot_read_is_opened_all_the_same() -> None:
+    # The clone takes the source's mode; a source readable through its
+    # "other" bits only makes a clone whose owner, the caller, may not
+    # open it. Run as an unprivileged user in a child process, in a
+    # directory that user can reach.
+    if os.geteuid() != 0:
+        pytest.skip("becoming another user needs root")
+    nobody = 65534
+    where = Path(tempfile.mkdtemp(prefix="cowpath-macos-"))
+    try:
+        try:
+            os.setxattr(where, "user.probe", b"1")
+        except OSError:
+            pytest.skip(f"{where} has no user extended attributes")
+        where.chmod(0o777)
+        src = _source(where, mode=0o044)
+        pid = os.fork()
+        if pid == 0:  # pragma: no cover - the child reports through its exit status
+            code = 1
+            try:
+                os.setgid(nobody)
+                os.setuid(nobody)
+                _select.BACKEND = MacBackend(FakeLibSystem())  # type: ignore[misc]
+                report = cowpath.CopyReport()
+                cowpath.copy(src, where / "dst", report=report)
+                code = 0 if report.files_cloned == 1 else 2
+            finally:
+                os._exit(code)
+        _, status = os.waitpid(pid, 0)
+        assert os.waitstatus_to_exitcode(status) == 0
+        assert (where / "dst").read_bytes() == src.read_bytes()
+        assert stat.S_IMODE(os.stat(where / "dst").st_mode) == 0o044
+        assert os.stat(where / "dst").st_uid == nobody
+        assert _names(where) == {"src", "dst"}
+    finally:
+        shutil.rmtree(where, ignore_errors=True)
 
 
 def test_copy2_of_a_locked_file_leaves_the_flags_to_copystat_after_naming(
