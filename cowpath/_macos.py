@@ -423,7 +423,7 @@ class MacBackend(FdBackend):
         if path is None:
             return None
         try:
-            fd = _open_clone(path, src_st)
+            fd, clone_st = _open_clone(path, src_st)
         except OSError as exc:
             _remove_quietly(path)
             # The error names the caller's files, not the private name.
@@ -433,8 +433,7 @@ class MacBackend(FdBackend):
             raise
         staging = Staging(fd, target, path, direct=direct)
         try:
-            applied = self._shape(fd, src_fd, src_st, src_flags, metadata, existing, restat)
-            nbytes = os.fstat(fd).st_size
+            applied = self._shape(fd, clone_st, src_fd, src_st, src_flags, metadata, existing, restat)
             if not staging.commit(replace=existing is not None):
                 staging.discard()
                 return None
@@ -447,7 +446,7 @@ class MacBackend(FdBackend):
         except BaseException:
             staging.discard()
             raise
-        return True, nbytes, applied
+        return True, clone_st.st_size, applied
 
     def _clone_to_new_name(
         self, src_fd: int, target: StrOrBytesPath, direct: bool, src: StrOrBytesPath, dst: StrOrBytesPath
@@ -479,6 +478,7 @@ class MacBackend(FdBackend):
     def _shape(
         self,
         fd: int,
+        clone_st: os.stat_result,
         src_fd: int,
         src_st: os.stat_result,
         src_flags: int,
@@ -510,7 +510,7 @@ class MacBackend(FdBackend):
         if flags & _LOCKING_FLAGS:
             flags = self._set_flags(fd, flags & ~_LOCKING_FLAGS)
         # 2. From here on, no one the final mode excludes can open the file.
-        mode = stat.S_IMODE(os.fstat(fd).st_mode)
+        mode = stat.S_IMODE(clone_st.st_mode)
         if mode & ~final_mode:
             mode &= final_mode
             os.chmod(fd, mode)
@@ -525,12 +525,11 @@ class MacBackend(FdBackend):
         # 5. Ownership and mode. An atomic replacement keeps the replaced
         # file's owner where the caller may give it away (root); chown
         # clears setuid and setgid, so it comes before the mode.
-        if existing is not None and hasattr(os, "fchown"):
-            st = os.fstat(fd)
-            if (st.st_uid, st.st_gid) != (existing.st_uid, existing.st_gid):
-                with contextlib.suppress(OSError):
-                    os.fchown(fd, existing.st_uid, existing.st_gid)
-                mode = stat.S_IMODE(os.fstat(fd).st_mode)
+        owner = (clone_st.st_uid, clone_st.st_gid)
+        if existing is not None and owner != (existing.st_uid, existing.st_gid) and hasattr(os, "fchown"):
+            with contextlib.suppress(OSError):
+                os.fchown(fd, existing.st_uid, existing.st_gid)
+            mode = stat.S_IMODE(os.fstat(fd).st_mode)
         if mode != final_mode:
             os.chmod(fd, final_mode)
         # 6. Flags last, as in shutil.copystat: the source's for copy2,
@@ -584,7 +583,7 @@ class MacBackend(FdBackend):
         return mode  # pragma: no cover - the loop always returns or raises
 
 
-def _open_clone(path: StrOrBytesPath, src_st: os.stat_result) -> int:
+def _open_clone(path: StrOrBytesPath, src_st: os.stat_result) -> tuple[int, os.stat_result]:
     """Open a new clone for the metadata calls, without following a swapped-in link."""
     try:
         fd = os.open(path, _OPEN_CLONE)
@@ -599,12 +598,13 @@ def _open_clone(path: StrOrBytesPath, src_st: os.stat_result) -> int:
             os.chmod(path, readable)
         fd = os.open(path, _OPEN_CLONE)
     try:
-        if not stat.S_ISREG(os.fstat(fd).st_mode):
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
             raise FileExistsError(errno.EEXIST, "the new clone was replaced by another file")
     except BaseException:
         os.close(fd)
         raise
-    return fd
+    return fd, st
 
 
 def _name(path: StrOrBytesPath) -> str | bytes:

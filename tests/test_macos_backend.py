@@ -752,6 +752,21 @@ def test_atomic_replaces_an_existing_destination_with_a_clone(
     assert _names(tmp_path) == {"src", "dst", "hardlink"}
 
 
+def test_atomic_replacement_keeps_the_old_owner_where_root_may_give_it(
+    fake: FakeLibSystem, tmp_path: Path
+) -> None:
+    if os.geteuid() != 0:
+        pytest.skip("giving a file away needs root")
+    src = _source(tmp_path, mode=0o4755)
+    dst, _, _ = _existing(tmp_path)
+    os.chown(dst, 12345, 23456)
+    cowpath.copy(src, dst, atomic=True)
+    assert fake.named("fclonefileat")
+    st = os.stat(dst)
+    assert (st.st_uid, st.st_gid) == (12345, 23456)
+    assert stat.S_IMODE(st.st_mode) == 0o4755  # the mode comes after the chown, which clears setuid
+
+
 def test_atomic_through_a_symlink_keeps_the_link(fake: FakeLibSystem, tmp_path: Path) -> None:
     src = _source(tmp_path)
     dst, _, _ = _existing(tmp_path)
