@@ -116,8 +116,8 @@ CLONE_FALLBACK_WINERRORS: Final[frozenset[int]] = frozenset(
         # FSCTL (NTFS, FAT, exFAT, SMB servers without block cloning).
         ERROR_INVALID_FUNCTION,
         # STATUS_NOT_SUPPORTED: a sparse source into a non-sparse target,
-        # overlapping ranges, a range past the source's allocation, integrity
-        # streams that differ; also what redirectors answer for unknown FSCTLs.
+        # overlapping ranges, a range past the source's allocation (the list
+        # [MS-FSCC] gives); also what redirectors answer for unknown FSCTLs.
         ERROR_NOT_SUPPORTED,
         # STATUS_INVALID_PARAMETER: the source handle is not an open file on
         # the target's volume (two volumes that share a 32-bit serial number).
@@ -374,7 +374,12 @@ def _copyfile2_function() -> Callable[[str, str, int], object] | None:
 
 @functools.cache
 def _windows_build() -> int:
-    """The build number of the running Windows (0 elsewhere), unaffected by compatibility shims."""
+    """The build number of the running Windows (0 elsewhere).
+
+    ``platform_version`` is the system's own version, not the one a
+    compatibility shim may show the process: what decides how the system's
+    CopyFile2 behaves.
+    """
     if sys.platform != "win32":
         return 0
     return sys.getwindowsversion().platform_version[2]
@@ -394,12 +399,12 @@ NATIVE_CLONE_BUILD: Final = 22621
 def clone_ranges(size: int, cluster: int, limit: int = CLONE_LIMIT) -> list[tuple[int, int]]:
     """The (offset, length) of each clone call for a ``size``-byte file.
 
-    Offsets and lengths are multiples of ``cluster``; together the ranges
-    cover the file from 0 to ``size`` rounded up to a whole cluster (ReFS
-    clones the last partial cluster whole, past end of file, as the Block
-    Cloning page requires), and each is shorter than ``limit``: the largest
-    multiple of the cluster size below 4 GiB by default, as few calls as the
-    rule allows.
+    Offsets and lengths are multiples of ``cluster``, since every region
+    must begin and end on a cluster boundary; together the ranges cover the
+    file from 0 to ``size`` rounded up to a whole cluster (the last partial
+    cluster is cloned whole, running past end of file), and each is shorter
+    than ``limit``: the largest multiple of the cluster size below 4 GiB by
+    default, so as few calls as the rule allows.
     """
     if cluster <= 0 or cluster & (cluster - 1):
         raise ValueError(f"cluster size must be a power of two, not {cluster}")
@@ -511,7 +516,8 @@ class _Clone:
         self.dst_sparse = False
         self.eof_changed = False
         self.sparse_set = False
-        self.integrity_set: GetIntegrityInformationBuffer | None = None
+        # The destination's integrity setting before it was changed, if it was.
+        self.integrity_before: GetIntegrityInformationBuffer | None = None
 
     # Win32 calls, each raising _Failed --------------------------------------------
 
@@ -581,10 +587,13 @@ class _Clone:
         )
         self._check(ok, "FSCTL_SET_SPARSE")
 
-    def set_integrity(self, algorithm: int, flags: int) -> None:
+    def set_integrity(self, setting: GetIntegrityInformationBuffer) -> None:
         # FSCTL_SET_INTEGRITY_INFORMATION needs read and write access to the
         # file; the destination descriptor is write-only, so the call goes
         # through a second handle on the same file.
+        algorithm = int(setting.ChecksumAlgorithm)
+        # The enforcement flag is valid only with an algorithm.
+        flags = int(setting.Flags) if algorithm != CHECKSUM_TYPE_NONE else 0
         handle = self.k32.ReOpenFile(self.dst_handle, GENERIC_READ | GENERIC_WRITE, FILE_SHARE_ALL, 0)
         if handle in (None, 0, _INVALID_HANDLE_VALUE):
             raise _Failed(self.k32.last_error(), "ReOpenFile")
@@ -677,23 +686,20 @@ class _Clone:
             # can change only while a file is empty.
             if self.dst_size:
                 raise CannotClone(errno.EINVAL, "integrity streams differ and the destination is not empty")
-            integrity = wanted
+            integrity, self.integrity_before = wanted, present
         self.src_sparse = bool(src_attributes & FILE_ATTRIBUTE_SPARSE_FILE)
         self.dst_sparse = bool(dst_attributes & FILE_ATTRIBUTE_SPARSE_FILE)
         return clone_ranges(self.size, cluster, self.limit), integrity
 
     def prepare(self, integrity: GetIntegrityInformationBuffer | None) -> None:
         if integrity is not None:
-            flags = int(integrity.Flags) if integrity.ChecksumAlgorithm != CHECKSUM_TYPE_NONE else 0
             try:
-                self.set_integrity(int(integrity.ChecksumAlgorithm), flags)
+                self.set_integrity(integrity)
             except _Failed:
                 # Dev Drive refuses to change the setting. That is harmless:
-                # if the two files still differ, the clone call says so (a
-                # fallback error) and the data is copied.
-                pass
-            else:
-                self.integrity_set = integrity
+                # if the two files still differ, the clone call refuses the
+                # pair and the data is copied.
+                self.integrity_before = None
         if self.src_sparse and not self.dst_sparse:
             # "If the source file is sparse, the destination file must also be sparse."
             self.set_sparse(True)
@@ -727,10 +733,10 @@ class _Clone:
             self.set_end_of_file(self.dst_size)
         if self.sparse_set:
             self.set_sparse(False)
-        if self.integrity_set is not None:
+        if self.integrity_before is not None:
             with contextlib.suppress(_Failed):
                 # Best effort: on an empty file the setting changes no data.
-                self.set_integrity(CHECKSUM_TYPE_NONE, 0)
+                self.set_integrity(self.integrity_before)
 
     def error(self, failed: _Failed) -> OSError:
         return win_error(failed.code, self.src, self.dst)
@@ -902,8 +908,8 @@ class WindowsBackend(FdBackend):
 
         True for a file without alternate data streams and without
         attributes beyond read-only, archive, sparse and integrity. True as
-        well when the file cannot be examined: the clone attempt then
-        reports what is wrong (or is refused, and CopyFile2 follows).
+        well when the file cannot be opened: the clone attempt then reports
+        what is wrong, as the engine reports it for every copy.
         """
         if is_stream_path(src):
             return False
@@ -1011,10 +1017,11 @@ def _stream_names(k32: Kernel32, handle: int) -> list[str]:
     names: list[str] = []
     offset = 0
     raw = buffer.raw
-    while True:
+    while offset + _STREAM_HEADER.size <= len(raw):
         following, length, _, _ = _STREAM_HEADER.unpack_from(raw, offset)
         start = offset + _STREAM_HEADER.size
         names.append(raw[start : start + length].decode("utf-16-le", "replace"))
         if not following:
             return names
         offset += following
+    return [""]  # a malformed list: not plain

@@ -1054,6 +1054,22 @@ def test_dev_drive_refusing_the_integrity_change_is_harmless(
 
 
 @needs_fake
+def test_refusal_gives_an_empty_destination_its_integrity_setting_back(
+    refs: Path, fake: FakeKernel32, backend: WindowsBackend
+) -> None:
+    _write_file(refs / "src", 9000)
+    (refs / "dst").write_bytes(b"")
+    fake.state_of_path(refs / "dst").integrity = CHECKSUM_TYPE_CRC64
+    fake.inject("FSCTL_DUPLICATE_EXTENTS_TO_FILE", win.ERROR_NOT_SUPPORTED)
+    with pytest.raises(cowpath.ReflinkNotSupportedError):
+        backend.copy_data(refs / "src", refs / "dst", "always", None)
+    assert (refs / "dst").read_bytes() == b""
+    assert fake.state_of_path(refs / "dst").integrity == CHECKSUM_TYPE_CRC64
+    sets = [call.detail for call in fake.calls if call.name == "FSCTL_SET_INTEGRITY_INFORMATION"]
+    assert sets == [(0, 0), (CHECKSUM_TYPE_CRC64, 0)]
+
+
+@needs_fake
 def test_integrity_mismatch_with_a_non_empty_destination_is_refused_before_any_change(
     refs: Path, fake: FakeKernel32, backend: WindowsBackend
 ) -> None:
