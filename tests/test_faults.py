@@ -1,0 +1,254 @@
+"""Faults on real filesystems: a full disk, a read-only mount, permissions, a
+source that changes under copytree, and I/O errors.
+
+Each test checks what the caller sees (the OSError subclass, its errno and
+the file names) and what is left: the source untouched (bytes and mtime),
+no staging file or directory behind, a new destination absent or whole, and
+in a tree every file that was copied whole. Where shutil meets the same
+fault the outcome is compared with shutil's.
+
+The full and shut-down filesystems are small images made for one test
+(``tests/faultutil.py``), so the session's mounts are never disturbed.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import shutil
+import sys
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import cowpath
+from cowpath import _select
+from tests.faultutil import (
+    SmallFilesystems,
+    both_names,
+    caller_names,
+    fill,
+    fingerprint,
+    fragmented,
+    free_bytes,
+    leftovers,
+    walk_files,
+)
+
+pytestmark = pytest.mark.skipif(sys.platform != "linux", reason="loop-mounted Linux filesystems")
+
+MIB = 1024 * 1024
+
+
+@pytest.fixture
+def small() -> Iterator[SmallFilesystems]:
+    """Filesystems made for this test alone, unmounted and removed afterwards."""
+    filesystems = SmallFilesystems()
+    yield filesystems
+    filesystems.close()
+
+
+@pytest.fixture(params=["unnamed", "named"])
+def staging(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Both ways a new file is staged: unnamed (O_TMPFILE) and under a private name.
+
+    The private name is what cowpath uses where O_TMPFILE is missing (other
+    systems, NFS, FUSE); here it is forced on the real filesystem.
+    """
+    if request.param == "named":
+        monkeypatch.setattr(_select.BACKEND, "unnamed_staging", False)
+    return str(request.param)
+
+
+def _tree(root: Path, files: int = 24, size: int = 300_000) -> dict[str, bytes]:
+    """A source tree of a few directories; returns its files' content by relative path."""
+    content = {}
+    for i in range(files):
+        path = root / f"d{i % 4}" / f"f{i:02d}"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        data = os.urandom(size + i * 1000)
+        path.write_bytes(data)
+        content[str(path.relative_to(root))] = data
+    return content
+
+
+def _intact(dst: Path, content: dict[str, bytes]) -> int:
+    """Every file under ``dst`` is whole; returns how many there are."""
+    count = 0
+    for path in walk_files(dst):
+        relative = str(path.relative_to(dst))
+        assert relative in content, f"unexpected file {path}"
+        assert path.read_bytes() == content[relative], f"partial file under a destination name: {path}"
+        count += 1
+    return count
+
+
+def _error_names(errors: list[tuple[Any, Any, str]], *roots: Path) -> list[tuple[str, str, str]]:
+    """shutil.Error's list with the test's roots replaced, to compare two runs."""
+    out = []
+    for src, dst, why in errors:
+        parts = [os.fsdecode(os.fspath(src)), os.fsdecode(os.fspath(dst)), why]
+        for i, root in enumerate(roots):
+            parts = [p.replace(str(root), f"ROOT{i}") for p in parts]
+        out.append((parts[0], parts[1], parts[2]))
+    return out
+
+
+# -- a full filesystem ---------------------------------------------------------
+
+
+COPYING = [("ext4", "auto"), ("xfs", "never"), ("btrfs", "never")]
+
+
+@pytest.mark.parametrize(("kind", "mode"), COPYING)
+@pytest.mark.parametrize("function", ["copyfile", "copy2"])
+def test_full_filesystem_during_the_copy(
+    small: SmallFilesystems, staging: str, kind: str, mode: str, function: str
+) -> None:
+    """ENOSPC in the middle of the data: raised with both names, nothing left, space given back."""
+    root = small.make(kind)
+    src = root / "src"
+    src.write_bytes(os.urandom(24 * MIB))
+    os.chmod(src, 0o640)
+    source = fingerprint(src)
+    fill(root, leave=8 * MIB)
+    free = free_bytes(root)
+    dst = root / "dst"
+    with pytest.raises(OSError) as info:
+        getattr(cowpath, function)(src, dst, reflink=mode)
+    assert type(info.value) is OSError
+    assert info.value.errno == errno.ENOSPC
+    both_names(info.value, src, dst)
+    assert not os.path.lexists(dst)
+    assert leftovers(root) == []
+    assert fingerprint(src) == source
+    # The staging file's blocks are free again (some slack for metadata).
+    assert free_bytes(root) >= free - MIB
+    if kind == "ext4":
+        # shutil meets the same error and leaves a partial file under the name.
+        with pytest.raises(OSError) as by_shutil:
+            getattr(shutil, function)(src, root / "by-shutil")
+        assert by_shutil.value.errno == errno.ENOSPC
+        assert 0 <= (root / "by-shutil").stat().st_size < src.stat().st_size
+
+
+@pytest.mark.parametrize(("kind", "mode"), COPYING)
+def test_full_filesystem_across_filesystems(
+    small: SmallFilesystems, tmpfs: Path, kind: str, mode: str
+) -> None:
+    """The source on another filesystem (tmpfs): the same error, the same cleanliness."""
+    root = small.make(kind)
+    src = tmpfs / "src"
+    src.write_bytes(os.urandom(24 * MIB))
+    source = fingerprint(src)
+    fill(root, leave=4 * MIB)
+    with pytest.raises(OSError) as info:
+        cowpath.copy(src, root / "dst", reflink=mode)
+    assert info.value.errno == errno.ENOSPC
+    both_names(info.value, src, root / "dst")
+    assert not os.path.lexists(root / "dst")
+    assert leftovers(root) == []
+    assert fingerprint(src) == source
+
+
+@pytest.mark.parametrize(("kind", "mode"), COPYING)
+def test_full_filesystem_atomic_replacement_keeps_the_old_file(
+    small: SmallFilesystems, staging: str, kind: str, mode: str
+) -> None:
+    root = small.make(kind)
+    src = root / "src"
+    src.write_bytes(os.urandom(16 * MIB))
+    dst = root / "dst"
+    dst.write_bytes(b"old" * 1000)
+    os.link(dst, root / "other-link")
+    before = fingerprint(dst)
+    inode = dst.stat().st_ino
+    fill(root, leave=4 * MIB)
+    with pytest.raises(OSError) as info:
+        cowpath.copyfile(src, dst, reflink=mode, atomic=True)
+    assert info.value.errno == errno.ENOSPC
+    both_names(info.value, src, dst)
+    assert fingerprint(dst) == before
+    assert dst.stat().st_ino == inode
+    assert leftovers(root) == []
+
+
+def _free_up_until_it_fits(
+    root: Path, copy: Any, dst: Path, expected: bytes, steps: Iterable[int]
+) -> set[str]:
+    """Fill ``root`` completely, then give back space a step at a time and
+    copy again after each step, until the copy succeeds.
+
+    Every failed attempt must be ENOSPC naming the caller's files and leave
+    nothing behind. Returns how the failures named the files: "create" (the
+    destination alone, as an open of it fails) and "data" (source and
+    destination: the clone or copy itself ran out of room).
+    """
+    fill(root)
+    filler = next(p for p in root.iterdir() if p.name.startswith("filler"))
+    seen = set()
+    for step in steps:
+        error = _attempt(copy)
+        if error is None:
+            assert dst.read_bytes() == expected
+            assert leftovers(root) == []
+            return seen
+        assert type(error) is OSError, error
+        assert error.errno == errno.ENOSPC, error
+        caller_names(error, root / "src", dst)
+        seen.add("data" if error.filename2 is not None else "create")
+        assert not os.path.lexists(dst)
+        assert leftovers(root) == []
+        size = filler.stat().st_size
+        assert size > step, "the copy still fails with the filler gone"
+        os.truncate(filler, size - step)
+        os.sync()
+    raise AssertionError("the copy never succeeded")
+
+
+def _attempt(copy: Any) -> OSError | None:
+    try:
+        copy()
+    except OSError as exc:
+        return exc
+    return None
+
+
+# btrfs tries hard (seconds) before it answers ENOSPC: fewer, growing steps.
+CLONE_STEPS = {"xfs": [8192] * 400, "btrfs": [16384 << i for i in range(12)]}
+
+
+@pytest.mark.parametrize("kind", ["xfs", pytest.param("btrfs", marks=pytest.mark.slow)])
+@pytest.mark.parametrize("mode", ["auto", "always"])
+def test_full_filesystem_during_the_clone(small: SmallFilesystems, kind: str, mode: str) -> None:
+    """A clone needs only metadata, and with none left it fails with ENOSPC.
+
+    From no room at all to enough, each attempt fails cleanly or succeeds;
+    the failures include the clone itself running out of room (after the
+    staging file was made). ENOSPC is never taken for "cannot clone here":
+    with "always" it is not ReflinkNotSupportedError, and the copy that
+    finally fits is a clone, not a copy.
+    """
+    root = small.make(kind)
+    src = root / "src"
+    data = fragmented(src, 3000)
+    dst = root / "dst"
+    report = cowpath.CopyReport()
+    seen = _free_up_until_it_fits(
+        root, lambda: cowpath.copyfile(src, dst, reflink=mode, report=report), dst, data, CLONE_STEPS[kind]
+    )
+    assert seen == {"create", "data"}
+    assert report.files_cloned == 1
+    assert report.files_copied == 0
+
+
+def test_full_filesystem_during_the_fallback_copy(small: SmallFilesystems) -> None:
+    root = small.make("ext4")
+    src = root / "src"
+    data = os.urandom(2 * MIB)
+    src.write_bytes(data)
+    dst = root / "dst"
+    seen = _free_up_until_it_fits(root, lambda: cowpath.copy2(src, dst), dst, data, [128 * 1024] * 100)
+    assert "data" in seen
