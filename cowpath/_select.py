@@ -20,6 +20,14 @@ def _choose() -> Backend:
         from ._linux import LinuxBackend
 
         return LinuxBackend()
+    if sys.platform == "darwin":
+        from ._macos import MacBackend
+
+        return MacBackend()
+    if sys.platform == "win32":
+        from ._windows import WindowsBackend
+
+        return WindowsBackend()
     return PortableBackend()
 
 
