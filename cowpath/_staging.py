@@ -182,12 +182,13 @@ def _directory(target: StrOrBytesPath) -> str | bytes:
 
 def _private_name(target: StrOrBytesPath) -> str | bytes:
     name = os.fspath(target)
-    token = secrets.token_hex(8)
-    if isinstance(name, bytes):
-        head, tail = os.path.split(name)
-        return os.path.join(head, b"." + tail[:200] + b"." + token.encode() + b".cowpath")
-    text_head, text_tail = os.path.split(name)
-    return os.path.join(text_head, f".{text_tail[:200]}.{token}.cowpath")
+    head, tail = os.path.split(os.fsencode(name))
+    # NAME_MAX (255) counts bytes: a name of 255 bytes in multi-byte
+    # characters is far fewer than 200 characters. Cut the encoded name;
+    # a character cut in two becomes surrogate escapes, which encode back
+    # to the same bytes.
+    private = os.path.join(head, b"." + tail[:200] + b"." + secrets.token_hex(8).encode() + b".cowpath")
+    return private if isinstance(name, bytes) else os.fsdecode(private)
 
 
 def _link_unnamed_to_private_name(fd: int, target: StrOrBytesPath) -> str | bytes:

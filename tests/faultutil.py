@@ -14,6 +14,7 @@ import fcntl
 import hashlib
 import os
 import pickle
+import re
 import shutil
 import struct
 import subprocess
@@ -201,9 +202,12 @@ def leftovers(root: Path | str | bytes) -> list[str]:
     found = []
     for dirpath, dirnames, filenames in os.walk(os.fsencode(root)):
         for name in dirnames + filenames:
-            if name.startswith(b".cowpath-") or (name.startswith(b".") and name.endswith(b".cowpath")):
+            if _STAGING_NAME.match(name):
                 found.append(os.fsdecode(os.path.join(dirpath, name)))
     return found
+
+
+_STAGING_NAME = re.compile(rb"\A(\.cowpath-[0-9a-f]{16}|\..*\.[0-9a-f]{16}\.cowpath)\Z", re.DOTALL)
 
 
 def fingerprint(path: Path) -> tuple[str, int, int, int]:
