@@ -253,7 +253,20 @@ class FdBackend(Backend):
                 # again by path afterwards), else what open(dst, "wb") gives.
                 final = stat.S_IMODE(src_st.st_mode) if metadata != META_NONE else 0o666 & ~umask()
                 os.chmod(staging.fd, final)
-            if not staging.commit(replace=existing is not None):
+            try:
+                committed = staging.commit(replace=existing is not None)
+            except OSError as exc:
+                if existing is None:
+                    # Naming a new file failed (no room for one more name in
+                    # the directory, a name too long, a quota): the direct
+                    # path meets the error that a direct open meets, and
+                    # names the destination as shutil's open does.
+                    staging.discard()
+                    return None
+                # The error names the private file being renamed, or
+                # /proc/self/fd/N: the caller knows neither.
+                raise _callers_names(exc, src, dst) from None
+            if not committed:
                 staging.discard()
                 return None  # the destination appeared meanwhile: write it in place
         except OSError as exc:
@@ -476,6 +489,14 @@ def _open_destination(
     # to, and so does cowpath; that file is what to remove on failure.
     fd = os.open(dst, WRITE_FLAGS | os.O_CREAT, 0o666)
     return fd, os.path.realpath(dst)
+
+
+def _callers_names(exc: OSError, src: StrOrBytesPath, dst: StrOrBytesPath) -> OSError:
+    """``exc`` naming ``src`` and ``dst`` instead of private paths (a staging
+    file's name, /proc/self/fd/N), which mean nothing to a caller."""
+    new = type(exc)(exc.errno, exc.strerror, os.fspath(src), None, os.fspath(dst))
+    new.__traceback__ = exc.__traceback__
+    return new
 
 
 def _remove_quietly(path: StrOrBytesPath) -> None:

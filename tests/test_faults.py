@@ -252,3 +252,38 @@ def test_full_filesystem_during_the_fallback_copy(small: SmallFilesystems) -> No
     dst = root / "dst"
     seen = _free_up_until_it_fits(root, lambda: cowpath.copy2(src, dst), dst, data, [128 * 1024] * 100)
     assert "data" in seen
+
+
+def test_full_directory_errors_name_the_callers_files(small: SmallFilesystems, staging: str) -> None:
+    """No room for one more name in a directory: the same error as shutil's.
+
+    The staging file can be made and filled; only naming it fails. The
+    error names the destination, as the open in shutil does, never the
+    kernel path that links an unnamed file (/proc/self/fd/N) nor a private
+    staging name.
+    """
+    root = small.make("ext4")
+    src = root / "src"
+    src.touch()
+    full = root / "full"
+    full.mkdir()
+    fill(root)
+    count = 0
+    while _attempt(lambda n=count: os.link(src, full / f"name{n:05d}")) is None:
+        count += 1
+    for function in ("copyfile", "copy", "copy2"):
+        dst = full / f"new-{function}"
+        with pytest.raises(OSError) as info:
+            getattr(cowpath, function)(src, dst)
+        assert not os.path.lexists(dst)
+        with pytest.raises(OSError) as by_shutil:
+            getattr(shutil, function)(src, dst)
+        seen = info.value
+        assert (type(seen), seen.errno, seen.filename, seen.filename2) == (
+            type(by_shutil.value),
+            errno.ENOSPC,
+            str(dst),
+            None,
+        )
+    assert leftovers(root) == []
+    assert len(os.listdir(full)) == count

@@ -9,6 +9,7 @@ state of the directory afterwards.
 
 from __future__ import annotations
 
+import errno
 import os
 import shutil
 import sys
@@ -152,3 +153,126 @@ def test_longest_names(any_fs: Path, staging: str, name: str, atomic: bool) -> N
     assert (any_fs.parent / (any_fs.name + "-tree") / name / name).read_bytes() == b"new" * 1000
     shutil.rmtree(any_fs.parent / (any_fs.name + "-tree"))
     assert leftovers(any_fs) == []
+
+
+@pytest.mark.parametrize("function", ["copyfile", "copy", "copy2", "copytree"])
+@pytest.mark.parametrize("where", ["source", "destination"])
+def test_name_too_long(any_fs: Path, function: str, where: str) -> None:
+    """A 256-byte name fails with ENAMETOOLONG naming it, as in shutil."""
+    long_name = "n" * 256
+
+    def setup(root: Path) -> None:
+        (root / "src").mkdir()
+        (root / "src" / "f").write_text("x")
+        (root / "file").write_text("x")
+
+    def call(module: Any, root: Path) -> Any:
+        if function == "copytree":
+            if where == "source":
+                return module.copytree(root / long_name, root / "dst")
+            return module.copytree(root / "src", root / long_name)
+        if where == "source":
+            return getattr(module, function)(root / long_name, root / "dst")
+        return getattr(module, function)(root / "file", root / long_name)
+
+    _both(any_fs, setup, call)
+
+
+def _deep(root: Path, length: int) -> str:
+    """Make a chain of directories under ``root`` whose relative path is
+    exactly ``length`` bytes, creating each level through a directory
+    descriptor so that no call needs the whole path; returns that path."""
+    parts: list[str] = []
+    fd = os.open(root, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        while (room := length - len("/".join(parts)) - (1 if parts else 0)) > 0:
+            part = "d" * min(200, room)
+            os.mkdir(part, dir_fd=fd)
+            new = os.open(part, os.O_RDONLY | os.O_DIRECTORY, dir_fd=fd)
+            os.close(fd)
+            fd = new
+            parts.append(part)
+    finally:
+        os.close(fd)
+    return "/".join(parts)
+
+
+PATH_MAX = 4096
+# A staged tree is built in DST/.cowpath-<16 hex>: 26 more bytes in every path.
+STAGING_BYTES = 26
+
+
+def _copy_deep(module: Any, function: str, deep: str, name: str) -> Any:
+    if function == "copytree":
+        return module.copytree(os.path.join(deep, "s"), os.path.join(deep, "tt"))
+    if function == "atomic" and module is cowpath:
+        return cowpath.copyfile(os.path.join(deep, "f"), os.path.join(deep, name), atomic=True)
+    if function == "atomic":
+        return shutil.copyfile(os.path.join(deep, "f"), os.path.join(deep, name))
+    return getattr(module, function)(os.path.join(deep, "f"), os.path.join(deep, name))
+
+
+LIMITATION = pytest.mark.xfail(
+    strict=True,
+    reason="the staging name makes the path longer than the destination's: "
+    "within 26 bytes of PATH_MAX the copy fails where shutil's succeeds",
+)
+
+
+@pytest.mark.parametrize(
+    ("function", "longest"),
+    [
+        ("copyfile", PATH_MAX - 1),
+        ("copyfile", PATH_MAX),
+        ("copy2", PATH_MAX - 1),
+        ("copy2", PATH_MAX),
+        ("copytree", PATH_MAX - 1 - STAGING_BYTES),
+        pytest.param("copytree", PATH_MAX - 1, marks=LIMITATION),
+        ("copytree", PATH_MAX),
+        ("atomic", PATH_MAX - 1 - STAGING_BYTES),
+        pytest.param("atomic", PATH_MAX - 1, marks=LIMITATION),
+    ],
+)
+def test_paths_near_path_max(
+    any_fs: Path, function: str, longest: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Relative paths up to PATH_MAX - 1 bytes work; PATH_MAX bytes fail, as in shutil.
+
+    ``longest`` is the length of the longest destination path the copy
+    makes. The test runs from inside the area (chdir): the paths given are
+    relative, and their absolute form is longer than PATH_MAX.
+    """
+    outcomes, states = {}, {}
+    for who, module in (("shutil", shutil), ("cowpath", cowpath)):
+        root = any_fs / who
+        root.mkdir()
+        monkeypatch.chdir(root)
+        deep = _deep(root, 3900)
+        # The longest path a copy makes: deep/NAME for a file; for a tree
+        # deep/tt/inner/NAME, copied from deep/s/inner/NAME, one byte shorter.
+        # A tree is staged in deep/tt/.cowpath-<hex>, which fits.
+        name = "x" * (longest - len(deep) - (len("/tt/inner/") if function == "copytree" else 1))
+        inner = name if function == "copytree" else "g"
+        for path in ("f", "old", f"s/inner/{inner}"):
+            os.makedirs(os.path.dirname(os.path.join(deep, path)), exist_ok=True)
+            with open(os.path.join(deep, path), "w") as f:
+                f.write(f"data of {path}")
+        if function == "atomic":
+            os.rename(os.path.join(deep, "old"), os.path.join(deep, name))
+        # Absolute, the longest path would be too long.
+        assert len(os.path.abspath(deep)) - len(deep) + longest > PATH_MAX
+        outcomes[who] = _outcome(lambda m=module, d=deep, n=name: _copy_deep(m, function, d, n))
+        states[who] = {
+            entry: (os.path.isdir(os.path.join(deep, entry)), len(os.listdir(deep)))
+            for entry in sorted(os.listdir(deep))
+        }
+        assert leftovers(".") == []
+    assert outcomes["cowpath"] == outcomes["shutil"]
+    expected = "returned" if longest < PATH_MAX else "raised"
+    assert outcomes["cowpath"][0] == expected
+    if expected == "raised" and function == "copytree":
+        assert outcomes["cowpath"][1] is shutil.Error
+        assert "[Errno 36] File name too long" in outcomes["cowpath"][3]
+    elif expected == "raised":
+        assert outcomes["cowpath"][2] == errno.ENAMETOOLONG
+    assert states["cowpath"] == states["shutil"]
