@@ -232,8 +232,20 @@ class FdBackend(Backend):
         restat: bool,
         direct: bool = False,
     ) -> tuple[bool, int, bool] | None:
-        """Fill a staging file and name it ``target``; None if the direct path must be taken."""
-        staging = create(target) if direct else stage(target, unnamed=self.unnamed_staging)
+        """Fill a staging file and name it ``target``; None if the direct path must be taken.
+
+        ``existing`` is the file an atomic copy replaces: then there is no
+        direct path, and an error making the staging file is raised.
+        """
+        if direct:
+            staging = create(target)
+        else:
+            try:
+                staging = stage(target, unnamed=self.unnamed_staging, required=existing is not None)
+            except OSError as exc:
+                # Rewriting the destination in place instead would break the
+                # promise of atomic=True: old or new content, never a mix.
+                raise _callers_names(exc, src, dst) from None
         if staging is None:
             return None
         try:

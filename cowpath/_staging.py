@@ -215,7 +215,9 @@ def create(target: StrOrBytesPath) -> Staging | None:
     return Staging(fd, target, target, direct=True)
 
 
-def stage(target: StrOrBytesPath, mode: int = 0o666, unnamed: bool = True) -> Staging | None:
+def stage(
+    target: StrOrBytesPath, mode: int = 0o666, unnamed: bool = True, required: bool = False
+) -> Staging | None:
     """Open a staging file in ``target``'s directory, or None if none can be made there.
 
     An unnamed file is created with ``mode`` (the umask and default ACLs
@@ -224,6 +226,8 @@ def stage(target: StrOrBytesPath, mode: int = 0o666, unnamed: bool = True) -> St
     ``unnamed`` is false: a faked ``os`` has no /proc to link through). None means the
     caller should write the target directly; it then also meets the exact
     error that a direct open gives (missing directory, permissions, ...).
+    With ``required`` (an atomic replacement, which has no direct path) the
+    error is raised instead.
     """
     directory = _directory(target)
     if unnamed and _TMPFILE and _PROC_FD:
@@ -231,6 +235,8 @@ def stage(target: StrOrBytesPath, mode: int = 0o666, unnamed: bool = True) -> St
             fd = os.open(directory, _TMPFILE | os.O_WRONLY | _CLOEXEC, mode)
         except OSError as exc:
             if exc.errno not in _NO_TMPFILE:
+                if required:
+                    raise
                 return None
         else:
             return Staging(fd, target, None)
@@ -242,6 +248,10 @@ def stage(target: StrOrBytesPath, mode: int = 0o666, unnamed: bool = True) -> St
         except FileExistsError:
             continue
         except OSError:
+            if required:
+                raise
             return None
         return Staging(fd, target, path)
+    if required:
+        raise FileExistsError(errno.EEXIST, "no free staging name", os.fsdecode(target))
     return None

@@ -26,6 +26,7 @@ import pytest
 import cowpath
 from cowpath import _select
 from tests.faultutil import (
+    NOBODY,
     SmallFilesystems,
     both_names,
     caller_names,
@@ -33,6 +34,7 @@ from tests.faultutil import (
     fingerprint,
     fragmented,
     free_bytes,
+    in_child,
     leftovers,
     walk_files,
 )
@@ -287,3 +289,59 @@ def test_full_directory_errors_name_the_callers_files(small: SmallFilesystems, s
         )
     assert leftovers(root) == []
     assert len(os.listdir(full)) == count
+
+
+def test_no_inode_left_atomic_replacement_refuses_instead_of_writing_in_place(
+    small: SmallFilesystems,
+) -> None:
+    """``atomic=True`` promises old-or-new, never a mix. When no staging file
+    can be made (here: no inode left), the copy must fail, not quietly
+    rewrite the destination in place, where a failure halfway would lose
+    the old data and a reader could see a mix."""
+    root = small.make("ext4", options=("-N", "32"))
+    src = root / "src"
+    src.write_bytes(b"new" * 100_000)
+    dst = root / "dst"
+    dst.write_bytes(b"old" * 50_000)
+    os.link(dst, root / "other-link")
+    before = fingerprint(dst)
+    count = 0
+    while _attempt((root / f"i{count}").touch) is None:
+        count += 1
+    assert _attempt(lambda: os.close(os.open(root, os.O_TMPFILE | os.O_WRONLY))).errno == errno.ENOSPC
+    with pytest.raises(OSError) as info:
+        cowpath.copyfile(src, dst, atomic=True)
+    assert info.value.errno == errno.ENOSPC
+    both_names(info.value, src, dst)
+    assert fingerprint(dst) == before
+    assert (root / "other-link").read_bytes() == b"old" * 50_000
+    assert leftovers(root) == []
+    # Without atomic, the destination is rewritten in place, as by shutil.
+    cowpath.copyfile(src, dst)
+    assert (root / "other-link").read_bytes() == b"new" * 100_000
+
+
+@pytest.mark.parametrize(("kind", "mode"), COPYING)
+def _copy_as_nobody(src: Path, dst: Path, atomic: bool) -> None:
+    cowpath.copyfile(src, dst, atomic=atomic)
+
+
+def test_atomic_replacement_in_a_directory_it_may_not_write(small: SmallFilesystems) -> None:
+    """A writable file in a directory the caller may not write: the atomic
+    copy cannot make its new file there and fails, leaving the file as it
+    was; without ``atomic`` the file is rewritten in place, as by shutil."""
+    root = small.make("tmpfs")
+    src = root / "src"
+    src.write_bytes(b"new" * 1000)
+    locked = root / "locked"
+    locked.mkdir(mode=0o755)
+    dst = locked / "dst"
+    dst.write_bytes(b"old")
+    os.chmod(dst, 0o666)
+    with pytest.raises(PermissionError) as info:
+        in_child(_copy_as_nobody, src, dst, True, user=NOBODY)
+    both_names(info.value, src, dst)
+    assert dst.read_bytes() == b"old"
+    assert os.listdir(locked) == ["dst"]
+    in_child(_copy_as_nobody, src, dst, False, user=NOBODY)
+    assert dst.read_bytes() == b"new" * 1000
