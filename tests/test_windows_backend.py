@@ -1315,14 +1315,18 @@ def test_copy2_with_copyfile2_onto_an_existing_file(
 def test_copyfile2_access_denied_falls_back_as_shutil_does(
     refs: Path, fake: FakeKernel32, backend: WindowsBackend, copyfile2: FakeCopyFile2
 ) -> None:
+    # shutil.copy2 answers ERROR_ACCESS_DENIED from CopyFile2 with copyfile
+    # and copystat; cowpath's copyfile step then clones.
     data = _write_file(refs / "src", 4000)
     fake.state_of_path(refs / "src").streams.append(":extra:$DATA")
     copyfile2.fail_with = win.ERROR_ACCESS_DENIED
-    applied = backend.copy_data(refs / "src", refs / "dst", "auto", None, META_STAT)
+    report = cowpath.CopyReport()
+    backend.copy_data(refs / "src", refs / "dst", "auto", report, META_STAT)
     assert (refs / "dst").read_bytes() == data
     assert len(copyfile2.calls) == 1
+    assert (report.files_cloned, report.files_copied) == (1, 0)
+    assert fake.state_of_path(refs / "dst").streams == ["::$DATA"]
     assert _listing(refs) == ["dst", "src"]
-    assert isinstance(applied, bool)
 
 
 @needs_fake
