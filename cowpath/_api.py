@@ -19,7 +19,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, ClassVar, Final, Literal, Union
 
 from ._errors import CannotClone, ReflinkNotSupportedError, with_filenames
-from ._staging import create, stage, umask
+from ._staging import Staging, create, stage, umask
 
 if TYPE_CHECKING:
     from ._report import CopyReport
@@ -105,7 +105,8 @@ class Backend(ABC):
 
         ``src`` is followed if it is a symlink. A ``dst`` that does not
         exist is created (mode 0o666 minus the umask), filled out of sight
-        and named only when complete; an existing ``dst`` is rewritten in
+        and named only when complete (replacing whole a regular file that
+        another copy put there meanwhile); an existing ``dst`` is rewritten in
         place (same inode; a symlink is written through), or, with
         ``atomic``, replaced whole by a new file. ``mode`` says whether to
         clone ("auto": clone if possible, else copy; "always": clone or
@@ -278,9 +279,9 @@ class FdBackend(Backend):
                 # The error names the private file being renamed, or
                 # /proc/self/fd/N: the caller knows neither.
                 raise _callers_names(exc, src, dst) from None
-            if not committed:
+            if not committed and not _replace_appeared(staging, target):
                 staging.discard()
-                return None  # the destination appeared meanwhile: write it in place
+                return None  # something else appeared under the name: the direct path meets it
         except OSError as exc:
             staging.discard()
             raise with_filenames(exc, src, dst) from None
@@ -336,8 +337,10 @@ class FdBackend(Backend):
         before the copy, as shutil.copytree has it). Returns ``(cloned,
         nbytes)``, or ``None`` having changed nothing when the case is not
         that simple (the source is not a regular file or cannot be opened,
-        or ``dst`` exists): the caller then takes the general path, which
-        also raises exactly the error shutil would. With ``direct``, ``dst``
+        or ``dst`` is there and is not a regular file): the caller then
+        takes the general path, which also raises exactly the error shutil
+        would. A regular file under ``dst`` is replaced whole: the caller
+        checks first where one may be there before the copy starts. With ``direct``, ``dst``
         is created under its own name: its directory is a private staging
         directory that nobody else can enter, moved into place when done.
         """
@@ -501,6 +504,25 @@ def _open_destination(
     # to, and so does cowpath; that file is what to remove on failure.
     fd = os.open(dst, WRITE_FLAGS | os.O_CREAT, 0o666)
     return fd, os.path.realpath(dst)
+
+
+def _replace_appeared(staging: Staging, target: StrOrBytesPath) -> bool:
+    """A file appeared under the new file's name while it was being filled.
+
+    Another copy onto the same name finished first. Writing into that file
+    in place would let several late copies truncate and rewrite it at once,
+    leaving a mix of their sources; replacing it whole keeps the name one
+    complete version, as if this copy had come last. Anything but a regular
+    file (a directory, a symlink to write through) is left to the direct
+    path, which handles it as shutil does, and so is a file that may not be
+    replaced (a sticky directory).
+    """
+    try:
+        if not stat.S_ISREG(os.lstat(target).st_mode):
+            return False
+        return staging.commit(replace=True)
+    except OSError:
+        return False
 
 
 def _callers_names(exc: OSError, src: StrOrBytesPath, dst: StrOrBytesPath) -> OSError:

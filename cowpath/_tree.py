@@ -374,7 +374,10 @@ class _Tree:
         if self.metadata is None:
             self.copy_function(slot.srcobj, slot.dstname)
             return 0
-        if slot.plain:
+        # With dirs_exist_ok a file may already be there: shutil rewrites it
+        # in place, and so does the general path (the fast path makes new
+        # files, and replaces one that appears while it works).
+        if slot.plain and not (self.dirs_exist_ok and os.path.lexists(slot.dstname)):
             sys.audit("shutil.copyfile", slot.srcobj, slot.dstname)
             done = self.backend.copy_new_file(
                 slot.srcname, slot.dstname, self.mode, self.metadata, self.staging is not None
