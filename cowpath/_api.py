@@ -466,7 +466,13 @@ def _narrow_mode(dst_fd: int, src_st: os.stat_result) -> int | None:
     narrowed = current & stat.S_IMODE(src_st.st_mode)
     if narrowed == current:
         return None
-    os.chmod(dst_fd, narrowed)
+    try:
+        os.chmod(dst_fd, narrowed)
+    except PermissionError:
+        # Another user's file that the caller may write but not chmod
+        # (EPERM): shutil copies the data and then fails in copymode or
+        # copystat, and so does cowpath. The mode stays the owner's.
+        return None
     return current
 
 

@@ -38,6 +38,7 @@ from tests.faultutil import (
     leftovers,
     walk_files,
 )
+from tests.fsutil import tree_state
 
 pytestmark = pytest.mark.skipif(sys.platform != "linux", reason="loop-mounted Linux filesystems")
 
@@ -345,3 +346,102 @@ def test_atomic_replacement_in_a_directory_it_may_not_write(small: SmallFilesyst
     assert os.listdir(locked) == ["dst"]
     in_child(_copy_as_nobody, src, dst, False, user=NOBODY)
     assert dst.read_bytes() == b"new" * 1000
+
+
+# -- permissions -------------------------------------------------------------------
+#
+# Root reads and writes everything: each copy runs in a child that has
+# dropped to nobody (tests/faultutil.py: in_child). The filesystem is a
+# tmpfs of the test's own, mounted where nobody may enter.
+
+
+def _outcome(call: Any, root: Path) -> tuple[Any, ...]:
+    """What a caller observes: the result, or the exception's type, errno, names and text."""
+    try:
+        result = call()
+    except Exception as exc:
+        text = str(exc.args[0]) if isinstance(exc, shutil.Error) else str(exc)
+        return (
+            "raised",
+            type(exc),
+            getattr(exc, "errno", None),
+            _relative(getattr(exc, "filename", None), root),
+            _relative(getattr(exc, "filename2", None), root),
+            text.replace(str(root), "ROOT"),
+        )
+    return ("returned", _relative(result, root))
+
+
+def _relative(value: Any, root: Path) -> Any:
+    if isinstance(value, (str, os.PathLike)):
+        return os.fspath(value).replace(str(root), "ROOT")
+    return value
+
+
+PERMISSION_CASES = {
+    # name: (function, source, destination, setup)
+    "unreadable-source": ("copy2", "src", "dst"),
+    "unsearchable-source-directory": ("copy", "closed/src", "dst"),
+    "unwritable-destination-directory": ("copy2", "src", "locked/dst"),
+    "read-only-destination": ("copyfile", "src", "readonly"),
+    "destination-owned-by-another-user": ("copy", "src", "theirs"),
+    "destination-owned-by-another-user-copy2": ("copy2", "src", "theirs"),
+    "tree-with-unreadable-parts": ("copytree", "tree", "tree-copy"),
+    "tree-into-unwritable-directory": ("copytree", "tree", "locked/tree-copy"),
+    "unreadable-tree": ("copytree", "closed", "tree-copy"),
+}
+
+
+def _permission_area(root: Path, case: str) -> None:
+    """Files owned by root, with modes that nobody meets."""
+    root.mkdir()
+    os.chmod(root, 0o777)
+    (root / "src").write_bytes(b"source data" * 1000)
+    os.chmod(root / "src", 0o644 if case != "unreadable-source" else 0o600)
+    (root / "closed").mkdir(mode=0o700)
+    (root / "closed" / "src").write_bytes(b"hidden")
+    (root / "locked").mkdir(mode=0o755)
+    (root / "readonly").write_bytes(b"read-only")
+    os.chmod(root / "readonly", 0o444)
+    # A colleague's file that everyone may write, but only its owner chmod.
+    (root / "theirs").write_bytes(b"theirs")
+    os.chmod(root / "theirs", 0o666)
+    tree = root / "tree"
+    for sub in ("open", "secret", "mixed"):
+        (tree / sub).mkdir(parents=True)
+        for i in range(3):
+            (tree / sub / f"f{i}").write_bytes(f"{sub} {i}".encode() * 500)
+    os.chmod(tree / "secret", 0o700)
+    os.chmod(tree / "mixed" / "f1", 0o600)
+    os.chmod(tree, 0o755)
+
+
+def _copy_as_another_user(function: str, src: Path, dst: Path, root: Path, module_name: str) -> Any:
+    module = cowpath if module_name == "cowpath" else shutil
+    return _outcome(lambda: getattr(module, function)(src, dst), root)
+
+
+@pytest.mark.parametrize("case", list(PERMISSION_CASES))
+def test_permission_denied_as_shutil(small: SmallFilesystems, case: str) -> None:
+    """Each case as shutil: the same exception, errno, names and message,
+    the same files afterwards (the copied ones whole), nothing else left."""
+    base = small.make("tmpfs")
+    function, src_name, dst_name = PERMISSION_CASES[case]
+    outcomes, states = {}, {}
+    for who in ("shutil", "cowpath"):
+        root = base / who
+        _permission_area(root, case)
+        source = tree_state(root, mtimes=True)
+        outcomes[who] = in_child(
+            _copy_as_another_user, function, root / src_name, root / dst_name, root, who, user=NOBODY
+        )
+        states[who] = tree_state(root)
+        # The sources are as they were.
+        after = tree_state(root, mtimes=True)
+        assert {k: v for k, v in after.items() if k in source and k != dst_name} == {
+            k: v for k, v in source.items() if k != dst_name
+        }
+        assert leftovers(root) == []
+    assert outcomes["cowpath"] == outcomes["shutil"]
+    assert states["cowpath"] == states["shutil"]
+    assert outcomes["cowpath"][0] == "raised"
