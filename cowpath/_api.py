@@ -299,7 +299,8 @@ class FdBackend(Backend):
         src: StrOrBytesPath,
         metadata: int,
     ) -> tuple[bool, int]:
-        dst_fd, created = _open_destination(dst, self.open_existing)
+        plain = type(self).open_existing is FdBackend.open_existing
+        dst_fd, created = _open_destination(dst, self.open_existing, plain)
         restore: int | None = None
         try:
             if created is None and metadata != META_NONE:
@@ -490,26 +491,30 @@ def _keep_identity(fd: int, existing: os.stat_result, metadata: int) -> None:
 
 
 def _open_destination(
-    dst: StrOrBytesPath, open_existing: Callable[[StrOrBytesPath, int], int]
+    dst: StrOrBytesPath, open_existing: Callable[[StrOrBytesPath, int], int], plain: bool
 ) -> tuple[int, StrOrBytesPath | None]:
     """Open ``dst`` for writing without truncating it.
 
     Returns the descriptor and, if this call created the file, the path to
     remove should the copy fail (None for a destination that existed).
+    ``plain`` says that ``open_existing`` is a plain ``os.open``.
     """
     try:
         return os.open(dst, WRITE_FLAGS | os.O_CREAT | os.O_EXCL, 0o666), dst
     except FileExistsError:
         pass
-    try:
-        return open_existing(dst, WRITE_FLAGS), None
-    except FileNotFoundError:
-        if not os.path.islink(dst):
-            raise
-    # A dangling symlink: shutil's open(dst, "wb") creates the file it points
-    # to, and so does cowpath; that file is what to remove on failure.
-    fd = os.open(dst, WRITE_FLAGS | os.O_CREAT, 0o666)
-    return fd, os.path.realpath(dst)
+    if os.path.islink(dst) and not os.path.exists(dst):
+        # A dangling symlink: shutil's open(dst, "wb") creates the file it
+        # points to, and so does cowpath; that file is what to remove on failure.
+        fd = os.open(dst, WRITE_FLAGS | os.O_CREAT, 0o666)
+        return fd, os.path.realpath(dst)
+    if plain:
+        # O_CREAT, as shutil's open(dst, "wb") has it: with it the kernel
+        # refuses another user's file in a world-writable sticky directory
+        # (fs.protected_regular, fs.protected_fifos: a file planted where
+        # the caller meant to create one), a check an open without it skips.
+        return os.open(dst, WRITE_FLAGS | os.O_CREAT, 0o666), None
+    return open_existing(dst, WRITE_FLAGS), None
 
 
 def _replace_appeared(staging: Staging, target: StrOrBytesPath) -> bool:

@@ -13,7 +13,7 @@ import errno
 import os
 import shutil
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +21,7 @@ import pytest
 
 import cowpath
 from cowpath import _select
-from tests.faultutil import leftovers
+from tests.faultutil import NOBODY, SmallFilesystems, in_child, leftovers
 from tests.fsutil import tree_state
 
 pytestmark = pytest.mark.skipif(sys.platform != "linux", reason="Linux filesystems and errno values")
@@ -276,3 +276,67 @@ def test_paths_near_path_max(
     elif expected == "raised":
         assert outcomes["cowpath"][2] == errno.ENAMETOOLONG
     assert states["cowpath"] == states["shutil"]
+
+
+# -- files planted by another user --------------------------------------------
+
+
+@pytest.fixture
+def small() -> Iterator[SmallFilesystems]:
+    """Filesystems made for this test alone, where nobody may enter."""
+    filesystems = SmallFilesystems()
+    yield filesystems
+    filesystems.close()
+
+
+@pytest.fixture
+def protected_regular() -> Iterator[None]:
+    """fs.protected_regular=1 (the default of systemd-based distributions) for one test."""
+    path = Path("/proc/sys/fs/protected_regular")
+    try:
+        old = path.read_text().strip()
+        path.write_text("1")
+    except OSError as exc:
+        pytest.skip(f"cannot set fs.protected_regular here: {exc}")
+    try:
+        yield
+    finally:
+        path.write_text(old)
+
+
+def _plant(path: Path) -> None:
+    path.write_bytes(b"")
+    os.chmod(path, 0o666)
+
+
+@pytest.mark.parametrize("function", ["copyfile", "copy", "copy2"])
+def test_file_planted_in_a_sticky_directory_is_refused_as_by_shutil(
+    small: SmallFilesystems, protected_regular: None, function: str
+) -> None:
+    """Another user creates the file a copy is about to make in /tmp.
+
+    With fs.protected_regular the kernel refuses an O_CREAT open of it, and
+    shutil fails: the secret never reaches a file its attacker can read.
+    cowpath must fail the same way, not open the file without O_CREAT.
+    """
+    shared = _sticky(small)
+    secret = shared.parent / "secret"
+    outcomes = []
+    for who, module in (("shutil", shutil), ("cowpath", cowpath)):
+        planted = shared / f"report-{who}"
+        in_child(_plant, planted, user=NOBODY)
+        outcomes.append(_outcome(lambda m=module, p=planted: getattr(m, function)(secret, p), planted))
+        assert planted.read_bytes() == b""
+    assert outcomes[0] == outcomes[1]
+    assert outcomes[1][:3] == ("raised", PermissionError, errno.EACCES)
+
+
+def _sticky(small: SmallFilesystems) -> Path:
+    """A world-writable sticky directory (like /tmp), with a 0600 secret beside it."""
+    shared = small.make("tmpfs") / "shared"
+    shared.mkdir()
+    os.chmod(shared, 0o1777)
+    secret = shared.parent / "secret"
+    secret.write_bytes(b"secret" * 100)
+    os.chmod(secret, 0o600)
+    return shared
