@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import os
+import re
+import subprocess
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass
 
 __all__ = ["Mount", "advice", "mount_of"]
@@ -32,9 +35,21 @@ def _unescape(field: str) -> str:
 
 
 def mount_of(path: str) -> Mount | None:
-    """The mount holding ``path`` (Linux: from /proc/self/mountinfo), or None if unknown."""
-    if not sys.platform.startswith("linux"):
-        return None
+    """The mount holding ``path``, or None if it cannot be told.
+
+    Linux reads /proc/self/mountinfo, macOS the output of mount(8), Windows
+    asks for the volume (GetVolumePathNameW, GetVolumeInformationW).
+    """
+    if sys.platform.startswith("linux"):
+        return _linux_mount(path)
+    if sys.platform == "darwin":
+        return _macos_mount(path)
+    if sys.platform == "win32":
+        return windows_volume(path)
+    return None
+
+
+def _linux_mount(path: str) -> Mount | None:
     real = os.path.realpath(path)
     try:
         with open("/proc/self/mountinfo", encoding="utf-8", errors="surrogateescape") as f:
@@ -49,11 +64,66 @@ def mount_of(path: str) -> Mount | None:
         if len(fields) < 5 or len(tail) < 2:
             continue
         point = _unescape(fields[4])
-        inside = real == point or real.startswith(point.rstrip("/") + "/")
         # Later lines are mounted over earlier ones: the last, longest match wins.
-        if inside and (best is None or len(point) >= len(best.point)):
+        if _inside(real, point) and (best is None or len(point) >= len(best.point)):
             best = Mount(point, tail[0], _unescape(tail[1]))
     return best
+
+
+def _inside(real: str, point: str) -> bool:
+    return real == point or real.startswith(point.rstrip("/") + "/")
+
+
+# One line of macOS mount(8): "DEVICE on POINT (TYPE, OPTION, ...)". The
+# mount point may contain spaces, so the line is split at its last " (".
+_MACOS_LINE = re.compile(r"^(?P<device>.+?) on (?P<point>.+) \((?P<type>[^,)]+)[^)]*\)$")
+
+
+def _macos_mount(path: str) -> Mount | None:
+    try:
+        listed = subprocess.run(["/sbin/mount"], capture_output=True, text=True, check=False, timeout=10)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return parse_macos_mounts(listed.stdout, os.path.realpath(path))
+
+
+def parse_macos_mounts(text: str, real: str) -> Mount | None:
+    """The mount of the resolved path ``real`` in the output of macOS mount(8)."""
+    best: Mount | None = None
+    for line in text.splitlines():
+        found = _MACOS_LINE.match(line.strip())
+        if found is None:
+            continue
+        point = found["point"]
+        if _inside(real, point) and (best is None or len(point) >= len(best.point)):
+            best = Mount(point, found["type"].strip(), found["device"])
+    return best
+
+
+def windows_volume(path: str, kernel32: object | None = None) -> Mount | None:
+    """The volume holding ``path`` on Windows: its root, file system name and root path.
+
+    ``kernel32`` stands in for the real library in tests; it needs the
+    two functions' ctypes signatures (wide strings, lengths, out buffers).
+    """
+    import ctypes
+
+    if kernel32 is None:
+        loader: Callable[..., object] | None = getattr(ctypes, "WinDLL", None)
+        if loader is None:
+            return None
+        kernel32 = loader("kernel32", use_last_error=True)
+    size = 32768  # the longest path Windows allows, in characters
+    root = ctypes.create_unicode_buffer(size)
+    if not kernel32.GetVolumePathNameW(os.path.abspath(path), root, size):  # type: ignore[attr-defined]
+        return None
+    fstype = ctypes.create_unicode_buffer(261)
+    if not kernel32.GetVolumeInformationW(  # type: ignore[attr-defined]
+        root.value, None, 0, None, None, None, fstype, len(fstype)
+    ):
+        return None
+    # Windows names them "NTFS", "ReFS", "FAT32": lower case, as on Linux.
+    return Mount(root.value, fstype.value.lower(), root.value)
 
 
 # What each filesystem type needs for clones, in words a user can act on.
@@ -76,6 +146,18 @@ _ADVICE = {
     "exfat": "exFAT cannot share extents; files are copied.",
     "ntfs": "NTFS cannot share extents; files are copied.",
     "ntfs3": "NTFS cannot share extents; files are copied.",
+    "fat32": "FAT cannot share extents; files are copied.",
+    "msdos": "FAT cannot share extents; files are copied.",
+    "apfs": "APFS clones only between files of one APFS volume, on macOS 10.13 or later.",
+    "hfs": "HFS+ cannot share extents; files are copied. Clones need APFS.",
+    "refs": "ReFS clones only on Windows Server 2016 or later, or on a Dev Drive of Windows 11, "
+    "with both files on one volume.",
+}
+
+# Where clones happen on each OS, for the advice on crossing filesystems.
+_CLONING_HOME = {
+    "darwin": "the same APFS volume",
+    "win32": "the same ReFS volume (or Dev Drive)",
 }
 
 
@@ -86,7 +168,8 @@ def advice(first: Mount | None, second: Mount | None, same_device: bool) -> str:
         there = f"{second.point} ({second.fstype})"
         return (
             f"the paths are on different filesystems, {where} and {there}: a clone cannot cross "
-            "filesystems. Put both on the same btrfs or XFS filesystem to get clones."
+            f"filesystems. Put both on {_CLONING_HOME.get(sys.platform, 'the same btrfs or XFS filesystem')} "
+            "to get clones."
         )
     if first is None:
         return "this filesystem does not support clones here; files are copied."
