@@ -253,7 +253,7 @@ class FdBackend(Backend):
             cloned, nbytes = self._fill(src_fd, staging.fd, src_st, True, mode, src, dst)
             if existing is not None:
                 # Replacing a file atomically: keep what shutil keeps of it.
-                _keep_identity(staging.fd, existing, metadata)
+                _keep_identity(staging.fd, existing, metadata, target)
             meta_st = os.fstat(src_fd) if restat and metadata == META_STAT else src_st
             applied = (
                 metadata != META_NONE
@@ -477,17 +477,35 @@ def _narrow_mode(dst_fd: int, src_st: os.stat_result) -> int | None:
     return current
 
 
-def _keep_identity(fd: int, existing: os.stat_result, metadata: int) -> None:
+def _keep_identity(fd: int, existing: os.stat_result, metadata: int, target: StrOrBytesPath) -> None:
     """An atomic replacement keeps the replaced file's owner (where the
     caller may give files away), and its mode where shutil keeps it
     (copyfile). Ownership goes first: chown clears setuid and setgid."""
     if hasattr(os, "fchown"):
         st = os.fstat(fd)
-        if (st.st_uid, st.st_gid) != (existing.st_uid, existing.st_gid):
+        if (st.st_uid, st.st_gid) != (existing.st_uid, existing.st_gid) and not _planted(existing, target):
             with contextlib.suppress(OSError):
                 os.fchown(fd, existing.st_uid, existing.st_gid)
     if metadata == META_NONE and os.chmod in os.supports_fd:
         os.chmod(fd, stat.S_IMODE(existing.st_mode))
+
+
+def _planted(existing: os.stat_result, target: StrOrBytesPath) -> bool:
+    """Whether ``existing`` may have been put there by another user to receive the copy.
+
+    The kernel's rule for fs.protected_regular (Documentation/admin-guide/
+    sysctl/fs.rst): a file in a sticky directory that others may write
+    (/tmp), owned neither by the caller nor by the directory's owner. Such
+    a file is replaced, but its owner does not get the copy.
+    """
+    if sys.platform == "win32" or existing.st_uid == os.geteuid():
+        return False
+    try:
+        directory = os.stat(os.path.dirname(os.path.realpath(target)) or ".")
+    except (OSError, ValueError):
+        return True
+    shared = directory.st_mode & (stat.S_IWOTH | stat.S_IWGRP)
+    return bool(directory.st_mode & stat.S_ISVTX and shared and existing.st_uid != directory.st_uid)
 
 
 def _open_destination(

@@ -93,7 +93,9 @@ def copyfile(
         the new content, never a mix, whatever happens. The file is then a
         new inode: other hard links keep the old content, and the new file
         belongs to the caller unless the caller may give it to the old owner
-        (root). A symlink ``dst`` is kept and the file it points to is
+        (root), and the old file is not another user's in a sticky directory
+        such as /tmp (where it may have been planted to receive the copy).
+        A symlink ``dst`` is kept and the file it points to is
         replaced. ``copyfile`` keeps the old file's mode, as it does in place.
     """
     _copyfile(src, dst, follow_symlinks, reflink, report, META_NONE, atomic)

@@ -340,3 +340,29 @@ def _sticky(small: SmallFilesystems) -> Path:
     secret.write_bytes(b"secret" * 100)
     os.chmod(secret, 0o600)
     return shared
+
+
+@pytest.mark.parametrize("function", ["copyfile", "copy", "copy2"])
+def test_atomic_copy_over_a_planted_file_keeps_the_copy_from_its_planter(
+    small: SmallFilesystems, function: str
+) -> None:
+    """An atomic copy replaces the file another user planted in a sticky
+    directory: the planter's file never receives the data, and the new file
+    is not given to the planter either (an atomic replacement otherwise
+    keeps the old file's owner, when the caller may give files away)."""
+    shared = _sticky(small)
+    secret = shared.parent / "secret"
+    planted = shared / "report"
+    in_child(_plant, planted, user=NOBODY)
+    with open(planted, "rb") as theirs:
+        getattr(cowpath, function)(secret, planted, atomic=True)
+        assert theirs.read() == b""
+    assert planted.read_bytes() == b"secret" * 100
+    assert planted.stat().st_uid == os.getuid()
+    # Outside a sticky directory the owner is kept, as documented.
+    own = shared.parent / "owned"
+    own.mkdir(mode=0o755)
+    (own / "theirs").write_bytes(b"old")
+    os.chown(own / "theirs", NOBODY, NOBODY)
+    getattr(cowpath, function)(secret, own / "theirs", atomic=True)
+    assert (own / "theirs").stat().st_uid == NOBODY
