@@ -141,6 +141,8 @@ class _Tree:
         self.final: Any = None
         self.staging_prefixes: list[tuple[Any, Any]] = []
         self.final_prefixes: list[Any] = []
+        # Final names of what could not be moved out of the staging directory.
+        self.lost: list[str] = []
 
     # -- the walk, in shutil's order -----------------------------------------
 
@@ -280,17 +282,28 @@ class _Tree:
         return str(OSError(why.errno, why.strerror, first, None, second))
 
     def unstage(self) -> None:
-        """Move the finished tree from the staging directory into place."""
+        """Move the finished tree from the staging directory into place.
+
+        What cannot be moved (a full btrfs may refuse even a rename) is
+        removed, so that no private directory stays behind, and reported
+        under its final name: the caller finds the tree as shutil would have
+        left it had that part failed.
+        """
         if self.staging is None:
             return
         staging, final = self.staging, self.final
         for name in os.listdir(staging):
+            staged, placed = os.path.join(staging, name), os.path.join(final, name)
             try:
-                os.rename(os.path.join(staging, name), os.path.join(final, name))
+                os.rename(staged, placed)
             except OSError as why:
-                self.errors.append(
-                    (self.seq + 1, (os.path.join(final, name), os.path.join(final, name), str(why)))
-                )
+                self.errors.append((self.seq + 1, (placed, placed, self.describe(why))))
+                self.lost.append(os.fsdecode(placed))
+                if os.path.isdir(staged) and not os.path.islink(staged):
+                    shutil.rmtree(staged, ignore_errors=True)
+                else:
+                    with contextlib.suppress(OSError):
+                        os.unlink(staged)
         with contextlib.suppress(OSError):
             os.rmdir(staging)
         self.staging = None
@@ -420,9 +433,15 @@ class _Tree:
 
     # -- after the copies --------------------------------------------------------
 
+    def was_lost(self, path: Any) -> bool:
+        text = os.fsdecode(os.fspath(path))
+        return any(text == lost or text.startswith(lost + os.sep) for lost in self.lost)
+
     def collect(self) -> list[ErrorTuple]:
         """Copy directory metadata deepest first; return errors in shutil's order."""
         for seq, src, dst in self.dirs:
+            if self.lost and self.was_lost(dst):
+                continue  # reported when it could not be moved into place
             try:
                 shutil.copystat(src, dst)
             except OSError as why:

@@ -257,6 +257,50 @@ def test_full_filesystem_during_the_fallback_copy(small: SmallFilesystems) -> No
     assert "data" in seen
 
 
+@pytest.mark.parametrize(("kind", "mode"), COPYING)
+@pytest.mark.parametrize("workers", [1, 4])
+def test_full_filesystem_during_copytree(small: SmallFilesystems, kind: str, mode: str, workers: int) -> None:
+    """The files that fit are copied whole, the others are listed with ENOSPC.
+
+    On btrfs even moving the finished tree out of its staging directory can
+    fail for want of room: what cannot be moved is removed and listed, and
+    no staging directory is left behind.
+    """
+    root = small.make(kind)
+    content = _tree(root / "src", files=24, size=400_000)
+    source = tree_state(root / "src", mtimes=True)
+    fill(root, leave=4 * MIB)
+    with pytest.raises(shutil.Error) as info:
+        cowpath.copytree(root / "src", root / "dst", reflink=mode, workers=workers)
+    errors = info.value.args[0]
+    assert errors
+    for _, dst_name, why in errors:
+        assert "No space left on device" in why, why
+        assert ".cowpath" not in why, why
+        assert str(root / "dst") in dst_name
+    _intact(root / "dst", content)
+    # Each file is at its destination, whole, or it (or a directory above
+    # it) is listed with its error.
+    failed = {os.fsdecode(os.fspath(dst_name)) for _, dst_name, _ in errors}
+    for relative in content:
+        if not (root / "dst" / relative).exists():
+            above = [str(root / "dst" / relative), *map(str, (root / "dst" / relative).parents)]
+            assert failed.intersection(above), relative
+    assert leftovers(root) == []
+    assert tree_state(root / "src", mtimes=True) == source
+    if kind == "ext4":
+        # shutil leaves partial files under destination names.
+        shutil.rmtree(root / "dst")
+        with pytest.raises(shutil.Error):
+            shutil.copytree(root / "src", root / "by-shutil")
+        partial = [
+            p
+            for p in walk_files(root / "by-shutil")
+            if p.read_bytes() != content[str(p.relative_to(root / "by-shutil"))]
+        ]
+        assert partial
+
+
 def test_full_directory_errors_name_the_callers_files(small: SmallFilesystems, staging: str) -> None:
     """No room for one more name in a directory: the same error as shutil's.
 
