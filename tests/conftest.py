@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+import sys
 import tempfile
 import uuid
 from collections.abc import Iterator
@@ -69,6 +70,8 @@ class Mounts:
         return self.mounted[kind]
 
     def _mount(self, kind: str) -> Path:
+        if not sys.platform.startswith("linux"):
+            raise _Unavailable(f"{kind} loop mounts need Linux")
         if os.geteuid() != 0:
             raise _Unavailable(f"mounting {kind} needs root")
         point = self.root / f"mnt-{kind}"
