@@ -163,6 +163,8 @@ class _Tree:
         else:
             ignored = ()
         os.makedirs(dst, exist_ok=self.dirs_exist_ok)
+        if self.stage_tree:
+            _narrow(src, dst)
         shown_dst = dst
         if root and self.stage_tree:
             dst = self.make_staging(dst)
@@ -450,6 +452,23 @@ class _Tree:
                     self.errors.append((seq, (src, dst, str(why))))
         self.errors.sort(key=lambda numbered: numbered[0])
         return [error for _, error in self.errors]
+
+
+def _narrow(src: Any, dst: Any) -> None:
+    """Give a new directory no more permission for others than its source has.
+
+    Its own mode comes last, with copystat, after the tree is moved into
+    place: until then a 0644 file in a 0700 source directory would be open
+    to all in a 0755 copy (shutil has that window). The owner keeps full
+    access, which the copy needs.
+    """
+    try:
+        wanted = stat.S_IMODE(os.stat(src).st_mode) | stat.S_IRWXU
+        current = stat.S_IMODE(os.stat(dst).st_mode)
+        if current & ~wanted:
+            os.chmod(dst, current & wanted)
+    except OSError:
+        pass  # copystat meets the same error later and reports it
 
 
 def copy_tree(src: Any, dst: Any, options: TreeOptions) -> Any:

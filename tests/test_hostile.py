@@ -583,3 +583,19 @@ def test_shutil_copytree_has_a_permission_window(small: SmallFilesystems, kind: 
     assert "copy/top-secret" in stolen
     assert "copy/private/inside" in stolen
     assert "closed/inside" in stolen
+
+
+@pytest.mark.parametrize("workers", [1, 4])
+@pytest.mark.parametrize("kind", ["xfs", "ext4"])
+def test_no_permission_window_for_trees(small: SmallFilesystems, kind: str, workers: int) -> None:
+    """Nothing of a tree is readable by others unless the source let them:
+    not a 0600 file, and not a 0644 file inside a 0700 directory (the root
+    or below it)."""
+
+    def copytree(src: Path, dst: Path) -> Any:
+        return cowpath.copytree(src, dst, workers=workers)
+
+    modes, stolen = _watched(small, kind, lambda src, out: _secret_tree(src, out, copytree))
+    assert stolen == []
+    assert modes["copy/top-secret"] == [0o600]
+    assert "copy/private/inside" not in modes or modes["copy/private"] == [0o700]
