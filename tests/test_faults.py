@@ -38,7 +38,7 @@ from tests.faultutil import (
     leftovers,
     walk_files,
 )
-from tests.fsutil import tree_state
+from tests.fsutil import shared_bytes, tree_state
 
 pytestmark = pytest.mark.skipif(sys.platform != "linux", reason="loop-mounted Linux filesystems")
 
@@ -489,3 +489,93 @@ def test_permission_denied_as_shutil(small: SmallFilesystems, case: str) -> None
     assert outcomes["cowpath"] == outcomes["shutil"]
     assert states["cowpath"] == states["shutil"]
     assert outcomes["cowpath"][0] == "raised"
+
+
+# -- a read-only filesystem -------------------------------------------------------
+
+READ_ONLY_CALLS = {
+    "copyfile-new": lambda m, ro, src: m.copyfile(src, ro / "new"),
+    "copy-new": lambda m, ro, src: m.copy(src, ro / "new"),
+    "copy2-new": lambda m, ro, src: m.copy2(src, ro / "new"),
+    "copyfile-existing": lambda m, ro, src: m.copyfile(src, ro / "existing"),
+    "copy2-existing": lambda m, ro, src: m.copy2(src, ro / "existing"),
+    "copytree-new": lambda m, ro, src: m.copytree(ro / "tree", ro / "tree-copy"),
+    "copytree-into-existing": lambda m, ro, src: m.copytree(
+        src.parent / "tree", ro / "tree", dirs_exist_ok=True
+    ),
+}
+
+
+def _read_only_area(root: Path) -> Path:
+    root.mkdir()
+    (root / "existing").write_bytes(b"old data")
+    for i in range(3):
+        (root / "tree" / f"d{i}").mkdir(parents=True)
+        (root / "tree" / f"d{i}" / "f").write_bytes(b"tree data %d" % i)
+    return root
+
+
+@pytest.mark.parametrize("case", list(READ_ONLY_CALLS))
+@pytest.mark.parametrize("how", ["remount", "bind"])
+def test_read_only_destination_as_shutil(small: SmallFilesystems, tmpfs: Path, case: str, how: str) -> None:
+    """EROFS, as shutil raises it (type, errno, names, message), nothing changed."""
+    point = small.make("xfs")
+    for who in ("shutil", "cowpath"):
+        _read_only_area(point / who)
+    if how == "remount":
+        small.remount(point, "ro")
+        view = point
+    else:
+        view = small.bind(point, read_only=True)
+    src = tmpfs / "src"
+    src.write_bytes(b"new data" * 1000)
+    (tmpfs / "tree" / "d0").mkdir(parents=True)
+    (tmpfs / "tree" / "d0" / "f").write_bytes(b"other tree data")
+    before = tree_state(point, mtimes=True)
+    outcomes = {}
+    for who, module in (("shutil", shutil), ("cowpath", cowpath)):
+        outcomes[who] = _outcome(lambda m=module, w=who: READ_ONLY_CALLS[case](m, view / w, src), view / who)
+    assert outcomes["cowpath"] == outcomes["shutil"]
+    assert outcomes["cowpath"][0] == "raised"
+    assert "Read-only file system" in outcomes["cowpath"][-1]
+    assert tree_state(point, mtimes=True) == before
+
+
+@pytest.mark.parametrize("reflink", ["auto", "always"])
+def test_read_only_destination_atomic_and_clone(small: SmallFilesystems, reflink: str) -> None:
+    """An atomic replacement and a required clone on a read-only mount fail
+    with EROFS (not "cannot clone"), naming both files, and change nothing."""
+    point = small.make("xfs")
+    src = point / "src"
+    src.write_bytes(os.urandom(MIB))
+    (point / "existing").write_bytes(b"old")
+    small.remount(point, "ro")
+    for dst, atomic in ((point / "existing", True), (point / "new", False), (point / "existing", False)):
+        with pytest.raises(OSError) as info:
+            cowpath.copyfile(src, dst, reflink=reflink, atomic=atomic)  # type: ignore[arg-type]
+        assert type(info.value) is OSError
+        assert info.value.errno == errno.EROFS
+        caller_names(info.value, src, dst)
+    assert (point / "existing").read_bytes() == b"old"
+    assert not (point / "new").exists()
+
+
+def test_read_only_source_mount(small: SmallFilesystems) -> None:
+    """Copying from a read-only view (bind mount) of the same XFS clones:
+    the kernel allows a clone between two mounts of one filesystem, and
+    a read-only source is all a clone needs. The source is untouched."""
+    point = small.make("xfs")
+    (point / "data").mkdir()
+    data = os.urandom(3 * MIB)
+    (point / "data" / "src").write_bytes(data)
+    source = fingerprint(point / "data" / "src")
+    view = small.bind(point / "data", read_only=True)
+    report = cowpath.CopyReport()
+    cowpath.copy2(view / "src", point / "dst", report=report)
+    cowpath.reflink(view / "src", point / "dst2", report=report)
+    assert (point / "dst").read_bytes() == data
+    assert (point / "dst2").read_bytes() == data
+    assert (report.files_cloned, report.files_copied) == (2, 0)
+    assert shared_bytes(point / "dst") == len(data)
+    assert fingerprint(point / "data" / "src") == source
+    assert leftovers(point) == []
