@@ -579,3 +579,69 @@ def test_read_only_source_mount(small: SmallFilesystems) -> None:
     assert shared_bytes(point / "dst") == len(data)
     assert fingerprint(point / "data" / "src") == source
     assert leftovers(point) == []
+
+
+# -- a source that changes during copytree -------------------------------------
+
+
+def _changing_tree(root: Path) -> None:
+    for name in ("d0", "d2", "d3"):
+        (root / name).mkdir(parents=True)
+    (root / "d0" / "a").write_bytes(b"a" * 5000)
+    for name in ("vanish", "shrink", "grow", "to-dir", "to-fifo", "keep"):
+        (root / name).write_bytes(name.encode() * 20_000)
+    (root / "d2" / "x").write_bytes(b"x" * 100)
+    (root / "d3" / "y").write_bytes(b"y" * 100)
+
+
+def _change(root: Path) -> None:
+    """What happens to the source once its top is listed, before anything is copied."""
+    (root / "vanish").unlink()
+    os.truncate(root / "shrink", 1000)
+    with open(root / "grow", "ab") as f:
+        f.write(b"more" * 50_000)
+    (root / "to-dir").unlink()
+    (root / "to-dir").mkdir()
+    (root / "to-fifo").unlink()
+    os.mkfifo(root / "to-fifo")
+    shutil.rmtree(root / "d2")
+    shutil.rmtree(root / "d3")
+    (root / "d3").write_bytes(b"now a file")
+
+
+def _copy_changing(module_name: str, src: Path, dst: Path, workers: int) -> tuple[Any, ...]:
+    def ignore(directory: Any, names: list[str]) -> list[str]:
+        if os.fspath(directory) == os.fspath(src):
+            _change(src)
+        return []
+
+    if module_name == "shutil":
+        return _outcome(lambda: shutil.copytree(src, dst, ignore=ignore), src.parent)
+    return _outcome(lambda: cowpath.copytree(src, dst, ignore=ignore, workers=workers), src.parent)
+
+
+@pytest.mark.parametrize("workers", [1, 8])
+def test_source_changing_during_copytree_as_shutil(any_fs: Path, workers: int) -> None:
+    """Files vanish, shrink, grow, turn into a directory or a FIFO, and
+    directories vanish or turn into files, once the walk has listed them
+    (the ``ignore`` callback changes the tree).
+
+    cowpath reports the same errors as shutil (a FIFO never blocks: the
+    copy runs in a child with a time limit), copies what remains as it is
+    at that moment, whole, and leaves no staging files.
+    """
+    outcomes, states = {}, {}
+    for who in ("shutil", "cowpath"):
+        area = any_fs / who
+        _changing_tree(area / "src")
+        outcomes[who] = in_child(_copy_changing, who, area / "src", area / "dst", workers, timeout=30)
+        states[who] = tree_state(area / "dst")
+        assert leftovers(area) == []
+        # What was copied is the source as it was when copied.
+        assert (area / "dst" / "shrink").read_bytes() == (area / "src" / "shrink").read_bytes()
+        assert (area / "dst" / "grow").read_bytes() == (area / "src" / "grow").read_bytes()
+    assert outcomes["cowpath"] == outcomes["shutil"]
+    assert states["cowpath"] == states["shutil"]
+    assert outcomes["cowpath"][1] is shutil.Error
+    for expected in ("[Errno 2]", "[Errno 21]", "[Errno 20]", "is a named pipe"):
+        assert expected in outcomes["cowpath"][-1]
