@@ -9,6 +9,7 @@ source is untouched.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import fcntl
 import hashlib
@@ -102,13 +103,20 @@ class SmallFilesystems:
         done = _run(["mount", "-o", f"remount,{options}", str(point)])
         assert done.returncode == 0, done.stderr
 
-    def cycle(self, point: Path) -> None:
-        """Unmount and mount again (after a shutdown, the log is replayed)."""
-        source = _run(["findmnt", "-n", "-o", "SOURCE", str(point)]).stdout.strip()
-        backing = _run(["losetup", "-n", "-O", "BACK-FILE", source]).stdout.strip()
+    @contextlib.contextmanager
+    def offline(self, point: Path) -> Iterator[Path]:
+        """Unmount the filesystem at ``point``, yield its image, mount it again.
+
+        After a shutdown, mounting replays the log; with the image in hand a
+        test can damage it.
+        """
+        image = self.root / f"{point.name}.img"
         assert _run(["umount", str(point)]).returncode == 0
-        done = _run(["mount", "-o", "loop", backing or source, str(point)])
-        assert done.returncode == 0, done.stderr
+        try:
+            yield image
+        finally:
+            done = _run(["mount", "-o", "loop", str(image), str(point)])
+            assert done.returncode == 0, done.stderr
 
     def bind(self, directory: Path, read_only: bool) -> Path:
         """A second mount of ``directory``, read-only if asked."""
