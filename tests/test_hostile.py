@@ -15,6 +15,7 @@ import os
 import pickle
 import select
 import shutil
+import socket
 import stat
 import sys
 import threading
@@ -281,6 +282,201 @@ def test_paths_near_path_max(
     elif expected == "raised":
         assert outcomes["cowpath"][2] == errno.ENAMETOOLONG
     assert states["cowpath"] == states["shutil"]
+
+
+# -- links, kinds, the same file ------------------------------------------------------
+
+
+def _links_area(root: Path) -> None:
+    (root / "file").write_bytes(b"file data" * 100)
+    (root / "dir").mkdir()
+    (root / "dir" / "inner").write_bytes(b"inner")
+    (root / "loop-a").symlink_to("loop-b")
+    (root / "loop-b").symlink_to("loop-a")
+    (root / "self").symlink_to("self")
+    (root / "dangling").symlink_to("nowhere")
+    tree = root / "tree"
+    (tree / "sub").mkdir(parents=True)
+    (tree / "sub" / "f").write_bytes(b"f")
+    (tree / "loop").symlink_to("loop")
+    (tree / "dangling-relative").symlink_to("../missing")
+    (tree / "dangling-absolute").symlink_to("/nonexistent/cowpath-test")
+    (tree / "to-file").symlink_to("sub/f")
+    (root / "with-up").mkdir()
+    (root / "with-up" / "up").symlink_to("..")  # a link to an ancestor
+
+
+def _dir_over_file(m: Any, r: Path) -> Any:
+    """dirs_exist_ok where the destination has a directory for the source's file."""
+    (r / "out" / "inner").mkdir(parents=True)
+    return m.copytree(r / "dir", r / "out", dirs_exist_ok=True)
+
+
+def _file_over_dir(m: Any, r: Path) -> Any:
+    """dirs_exist_ok where the destination has a file for the source's directory."""
+    (r / "out").mkdir()
+    (r / "out" / "sub").write_bytes(b"a file")
+    return m.copytree(r / "tree", r / "out", symlinks=True, dirs_exist_ok=True)
+
+
+def _same_hard_link(m: Any, r: Path) -> Any:
+    os.link(r / "file", r / "hard")
+    return m.copyfile(r / "file", r / "hard")
+
+
+CASES: dict[str, Callable[[Any, Path], Any]] = {
+    "copyfile-loop": lambda m, r: m.copyfile(r / "loop-a", r / "out"),
+    "copy2-self-loop": lambda m, r: m.copy2(r / "self", r / "out"),
+    "copyfile-onto-loop": lambda m, r: m.copyfile(r / "file", r / "loop-a"),
+    "copyfile-loop-not-followed": lambda m, r: m.copyfile(r / "loop-a", r / "out", follow_symlinks=False),
+    "copy2-dangling-not-followed": lambda m, r: m.copy2(r / "dangling", r / "out", follow_symlinks=False),
+    "copyfile-dangling": lambda m, r: m.copyfile(r / "dangling", r / "out"),
+    "copyfile-onto-dangling": lambda m, r: m.copyfile(r / "file", r / "dangling"),
+    "copytree-links-followed": lambda m, r: m.copytree(r / "tree", r / "out"),
+    "copytree-links-kept": lambda m, r: m.copytree(r / "tree", r / "out", symlinks=True),
+    "copytree-dangling-ignored": lambda m, r: m.copytree(
+        r / "tree", r / "out", ignore_dangling_symlinks=True
+    ),
+    "copytree-ancestor-link-kept": lambda m, r: m.copytree(r / "with-up", r / "out", symlinks=True),
+    "copytree-of-a-file": lambda m, r: m.copytree(r / "file", r / "out"),
+    "copytree-onto-a-file": lambda m, r: m.copytree(r / "dir", r / "file"),
+    "copytree-onto-a-file-exist-ok": lambda m, r: m.copytree(r / "dir", r / "file", dirs_exist_ok=True),
+    "copytree-dir-over-file": _dir_over_file,
+    "copytree-file-over-dir": _file_over_dir,
+    "copytree-onto-itself": lambda m, r: m.copytree(r / "dir", r / "dir"),
+    "copytree-into-itself": lambda m, r: m.copytree(r / "dir", r / "dir" / "copy"),
+    "copyfile-file-onto-dir": lambda m, r: m.copyfile(r / "file", r / "dir"),
+    "copyfile-dir-onto-file": lambda m, r: m.copyfile(r / "dir", r / "file"),
+    "copy-into-dir": lambda m, r: m.copy(r / "file", r / "dir"),
+    "copyfile-same-dot-spelling": lambda m, r: m.copyfile("./file", "file"),
+    "copyfile-same-dotdot-spelling": lambda m, r: m.copyfile("dir/../file", "./dir/../file"),
+    "copy2-same-through-dir-link": lambda m, r: m.copy2(
+        r / "dir" / "inner", r / "with-up" / "up" / "dir" / "inner"
+    ),
+    "copyfile-same-hard-link": _same_hard_link,
+}
+
+
+@pytest.mark.parametrize("case", list(CASES))
+def test_links_kinds_and_same_files_as_shutil(
+    any_fs: Path, case: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Symlink loops (ELOOP), dangling links, a directory where a file is
+    expected and the reverse, the same file under other spellings (a
+    SameFileError, nothing touched): each as shutil does it."""
+
+    def call(module: Any, root: Path) -> Any:
+        monkeypatch.chdir(root)
+        return CASES[case](module, root)
+
+    _both(any_fs, _links_area, call)
+
+
+def test_same_file_in_copytree_is_listed_whole(any_fs: Path) -> None:
+    """copytree onto itself with dirs_exist_ok: every file is its own
+    destination. shutil lists each SameFileError's message one character
+    at a time (it extends its error list with the message string, since
+    SameFileError is a shutil.Error); cowpath lists (src, dst, message),
+    as for any other error. The files are untouched in both."""
+    _links_area(any_fs)
+    before = tree_state(any_fs / "dir", mtimes=True)
+    with pytest.raises(shutil.Error) as by_shutil:
+        shutil.copytree(any_fs / "dir", any_fs / "dir", dirs_exist_ok=True)
+    with pytest.raises(shutil.Error) as by_cowpath:
+        cowpath.copytree(any_fs / "dir", any_fs / "dir", dirs_exist_ok=True)
+    message = f"{os.path.join(any_fs / 'dir', 'inner')!r} are the same file"
+    assert "".join(by_shutil.value.args[0]).endswith(message)
+    ((src, dst, why),) = by_cowpath.value.args[0]
+    assert (src, dst) == (str(any_fs / "dir" / "inner"), str(any_fs / "dir" / "inner"))
+    assert why.endswith(message)
+    assert tree_state(any_fs / "dir", mtimes=True) == before
+
+
+# -- special files ---------------------------------------------------------------------
+
+
+def _special_area(root: Path) -> None:
+    os.mkfifo(root / "fifo")
+    os.mknod(root / "zero", stat.S_IFCHR | 0o666, os.makedev(1, 5))  # /dev/zero: never ends
+    os.mknod(root / "null", stat.S_IFCHR | 0o666, os.makedev(1, 3))
+    listener = socket.socket(socket.AF_UNIX)
+    listener.bind(os.fspath(root / "socket"))
+    listener.close()
+    (root / "tree").mkdir()
+    (root / "tree" / "plain").write_bytes(b"plain")
+    for name in ("fifo", "zero", "socket"):
+        os.link(root / name, root / "tree" / name)
+
+
+def _copy_special(root: Path, function: str, source: str) -> tuple[Any, ...]:
+    if function == "copytree":
+        return _outcome(lambda: cowpath.copytree(root / "tree", root / "tree-copy"), root)
+    return _outcome(lambda: getattr(cowpath, function)(root / source, root / f"out-{source}"), root)
+
+
+@pytest.mark.parametrize("source", ["fifo", "zero", "null", "socket"])
+@pytest.mark.parametrize("function", ["copyfile", "copy2"])
+def test_special_files_raise_and_never_hang(any_fs: Path, function: str, source: str) -> None:
+    """A FIFO, a character device or a socket as the source: SpecialFileError
+    naming it, at once (each copy runs in a child with a time limit: a copy
+    of /dev/zero or of a FIFO would otherwise never end), and no file made."""
+    _special_area(any_fs)
+    outcome = in_child(_copy_special, any_fs, function, source, timeout=20)
+    kind = {"fifo": "named pipe", "zero": "character device", "null": "character device", "socket": "socket"}
+    assert outcome[:2] == ("raised", shutil.SpecialFileError)
+    assert outcome[3] == f"`ROOT0/{source}` is a {kind[source]}"
+    assert not os.path.lexists(any_fs / f"out-{source}")
+
+
+def test_special_files_in_a_tree(any_fs: Path) -> None:
+    """In a tree each special file is listed as SpecialFileError; the rest is copied."""
+    _special_area(any_fs)
+    outcome = in_child(_copy_special, any_fs, "copytree", "", timeout=20)
+    assert outcome[:2] == ("raised", shutil.Error)
+    for name, kind in (("fifo", "named pipe"), ("zero", "character device"), ("socket", "socket")):
+        assert f"`ROOT0/tree/{name}` is a {kind}" in outcome[3]
+    assert (any_fs / "tree-copy" / "plain").read_bytes() == b"plain"
+    assert sorted(os.listdir(any_fs / "tree-copy")) == ["plain"]
+
+
+def _swap_for_fifo(root: Path, workers: int) -> tuple[Any, ...]:
+    def ignore(directory: Any, names: list[str]) -> list[str]:
+        (root / "tree" / "plain").unlink()
+        os.mkfifo(root / "tree" / "plain")
+        return []
+
+    return _outcome(
+        lambda: cowpath.copytree(root / "tree", root / "copy", ignore=ignore, workers=workers), root
+    )
+
+
+@pytest.mark.parametrize("workers", [1, 4])
+def test_file_swapped_for_a_fifo_after_the_listing_never_blocks(tmp_path: Path, workers: int) -> None:
+    """A file listed by the walk and replaced by a FIFO before it is copied:
+    the copy opens it without blocking and reports it as shutil would."""
+    (tmp_path / "tree").mkdir()
+    (tmp_path / "tree" / "plain").write_bytes(b"plain")
+    outcome = in_child(_swap_for_fifo, tmp_path, workers, timeout=20)
+    assert outcome[:2] == ("raised", shutil.Error)
+    assert "`ROOT0/tree/plain` is a named pipe" in outcome[3]
+
+
+def test_empty_and_sparse_files_in_a_tree(any_fs: Path) -> None:
+    """Empty files and sparse files (holes kept, as far as the filesystem
+    keeps them) through copytree: the same bytes as the source."""
+    tree = any_fs / "tree"
+    tree.mkdir()
+    (tree / "empty").write_bytes(b"")
+    with open(tree / "sparse", "wb") as f:
+        f.truncate(64 * 1024 * 1024)
+        f.seek(32 * 1024 * 1024)
+        f.write(b"middle")
+    with open(tree / "all-hole", "wb") as f:
+        f.truncate(10 * 1024 * 1024)
+    cowpath.copytree(tree, any_fs / "copy")
+    for name in ("empty", "sparse", "all-hole"):
+        assert (any_fs / "copy" / name).read_bytes() == (tree / name).read_bytes()
+        assert os.stat(any_fs / "copy" / name).st_blocks <= os.stat(tree / name).st_blocks + 256
 
 
 # -- files planted by another user --------------------------------------------
