@@ -13,6 +13,7 @@ import contextlib
 import errno
 import os
 import pickle
+import re
 import select
 import shutil
 import socket
@@ -901,3 +902,90 @@ def test_random_trees_as_shutil(
     assert outcomes["cowpath"] == outcomes["shutil"]
     assert states["cowpath"] == states["shutil"]
     shutil.rmtree(base)
+
+
+# -- temporary names ---------------------------------------------------------------------
+
+STAGING_FILE = re.compile(r"\A\.(?P<name>.*)\.(?P<token>[0-9a-f]{16})\.cowpath\Z", re.DOTALL)
+
+
+def _staging_opens(root: Path, count: int, atomic: bool) -> list[tuple[str, int, int]]:
+    """In a child, with named staging: copy ``count`` times; return every
+    open of a staging name (name, mode, flags) the audit hook saw."""
+    _select.BACKEND.unnamed_staging = False  # type: ignore[misc]
+    seen: list[tuple[str, int, int]] = []
+
+    def hook(event: str, args: tuple[Any, ...]) -> None:
+        if event == "open" and isinstance(args[0], str) and args[0].endswith(".cowpath"):
+            seen.append((os.path.basename(args[0]), args[1], args[2]))
+
+    sys.addaudithook(hook)
+    for i in range(count):
+        cowpath.copy2(root / "src", root / ("dst" if atomic else f"dst{i}"), atomic=atomic)
+    return seen
+
+
+@pytest.mark.parametrize("atomic", [False, True])
+def test_staging_names_are_unpredictable_and_exclusive(tmp_path: Path, atomic: bool) -> None:
+    """A private staging name carries 64 random bits, and is created with
+    O_CREAT | O_EXCL | O_NOFOLLOW: never opened if it exists, never through
+    a symlink. (Its mode, 0600, is what the permission-window tests watch.)"""
+    (tmp_path / "src").write_bytes(b"data")
+    if atomic:
+        (tmp_path / "dst").write_bytes(b"old")
+    seen = in_child(_staging_opens, tmp_path, 64, atomic)
+    assert len(seen) == 64
+    tokens = set()
+    for name, _, flags in seen:
+        match = STAGING_FILE.match(name)
+        assert match is not None, name
+        assert match["name"] == ("dst" if atomic else match["name"])
+        tokens.add(match["token"])
+        wanted = os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW
+        assert flags & wanted == wanted
+    assert len(tokens) == 64
+    assert leftovers(tmp_path) == []
+
+
+@pytest.mark.parametrize("staging", ["unnamed", "named"])
+@pytest.mark.parametrize("atomic", [False, True])
+def test_planted_symlinks_at_staging_names_are_never_followed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, staging: str, atomic: bool
+) -> None:
+    """With the random part made predictable, symlinks are planted at the
+    first names cowpath will try, pointing at a victim file and at a path
+    that does not exist yet: the copy goes on under the next name, the
+    victim is untouched and nothing is created through the links. With
+    every name taken, a new file is written directly, and an atomic copy
+    fails rather than write in place."""
+    if staging == "named":
+        monkeypatch.setattr(_select.BACKEND, "unnamed_staging", False)
+    tokens = [f"{i:016x}" for i in range(100)]
+    monkeypatch.setattr(cowpath._staging.secrets, "token_hex", lambda n: tokens.pop(0))
+    victim = tmp_path / "victim"
+    victim.write_bytes(b"victim")
+    (tmp_path / "src").write_bytes(b"new data")
+    dst = tmp_path / "dst"
+    if atomic:
+        dst.write_bytes(b"old")
+    for i in range(4):
+        planted = tmp_path / f".dst.{i:016x}.cowpath"
+        planted.symlink_to(victim if i % 2 else tmp_path / "created-through-link")
+    cowpath.copy2(tmp_path / "src", dst, atomic=atomic)
+    assert dst.read_bytes() == b"new data"
+    assert victim.read_bytes() == b"victim"
+    assert not (tmp_path / "created-through-link").exists()
+    assert all((tmp_path / f".dst.{i:016x}.cowpath").is_symlink() for i in range(4))
+    # Every name the copy may try is taken.
+    tokens[:] = [f"{i:016x}" for i in range(100)]
+    for i in range(4, 16):
+        (tmp_path / f".dst.{i:016x}.cowpath").symlink_to(victim)
+    if atomic:
+        with pytest.raises(FileExistsError):
+            cowpath.copy2(tmp_path / "src", dst, atomic=True)
+        assert dst.read_bytes() == b"new data"
+    else:
+        dst.unlink()
+        cowpath.copy2(tmp_path / "src", dst)
+        assert dst.read_bytes() == b"new data"
+    assert victim.read_bytes() == b"victim"
