@@ -289,15 +289,35 @@ class _Tree:
         What cannot be moved (a full btrfs may refuse even a rename) is
         removed, so that no private directory stays behind, and reported
         under its final name: the caller finds the tree as shutil would have
-        left it had that part failed.
+        left it had that part failed. An interrupt (Ctrl-C) during the moves
+        is raised once they are done, for the same reason.
         """
         if self.staging is None:
             return
         staging, final = self.staging, self.final
-        for name in os.listdir(staging):
+        interrupted: BaseException | None = None
+        names: list[Any] = []
+        for _ in range(2):
+            try:
+                names = os.listdir(staging)
+            except OSError as why:
+                self.errors.append((self.seq + 1, (final, final, self.describe(why))))
+                self.lost.append(os.fsdecode(final))
+                shutil.rmtree(staging, ignore_errors=True)
+            except BaseException as exc:
+                interrupted = interrupted or exc
+                continue
+            break
+        for name in names:
             staged, placed = os.path.join(staging, name), os.path.join(final, name)
             try:
-                os.rename(staged, placed)
+                try:
+                    os.rename(staged, placed)
+                except BaseException as exc:
+                    if isinstance(exc, OSError) or not os.path.lexists(staged):
+                        raise
+                    interrupted = interrupted or exc
+                    os.rename(staged, placed)
             except OSError as why:
                 self.errors.append((self.seq + 1, (placed, placed, self.describe(why))))
                 self.lost.append(os.fsdecode(placed))
@@ -309,6 +329,8 @@ class _Tree:
         with contextlib.suppress(OSError):
             os.rmdir(staging)
         self.staging = None
+        if interrupted is not None:
+            raise interrupted
 
     def file(self, srcobj: Any, srcname: Any, dstname: Any, plain: bool) -> _File:
         slot = _File(self.next_seq(), srcobj, srcname, dstname, plain)

@@ -31,6 +31,7 @@ from hypothesis import strategies as st
 import cowpath
 from cowpath import _select
 from tests.faultutil import NOBODY, SmallFilesystems, in_child, leftovers
+from tests.faultutil import walk_files as walk_tree_files
 from tests.fsutil import tree_state
 
 pytestmark = pytest.mark.skipif(sys.platform != "linux", reason="Linux filesystems and errno values")
@@ -989,3 +990,73 @@ def test_planted_symlinks_at_staging_names_are_never_followed(
         cowpath.copy2(tmp_path / "src", dst)
         assert dst.read_bytes() == b"new data"
     assert victim.read_bytes() == b"victim"
+
+
+# Removing a file or directory is taken to succeed: cleanup itself is not
+# failed on purpose (a failed unlink after a successful link or rename
+# would leave a second name, and there is nothing left to do about it).
+CLEANUP_EVENTS = frozenset({"os.remove", "os.rmdir", "shutil.rmtree"})
+
+
+def _fail_at(step: int, error: str, call: Callable[[], Any], named: bool) -> tuple[bool, Any]:
+    """In a child: run ``call``, raising ``error`` from its ``step``-th audited
+    step (before that step's system call). Returns whether the step was
+    reached, and the outcome."""
+    if named:
+        _select.BACKEND.unnamed_staging = False  # type: ignore[misc]
+    count = [0]
+    active = [True]
+
+    def hook(event: str, args: tuple[Any, ...]) -> None:
+        if active[0] and event not in CLEANUP_EVENTS:
+            count[0] += 1
+            if count[0] == step:
+                if error == "interrupt":
+                    raise KeyboardInterrupt
+                raise OSError(errno.EIO, "injected")
+
+    sys.addaudithook(hook)
+    try:
+        call()
+    except (OSError, KeyboardInterrupt) as exc:
+        return True, type(exc).__name__
+    finally:
+        active[0] = False
+    return count[0] >= step, "returned"
+
+
+@pytest.mark.parametrize("error", ["oserror", "interrupt"])
+@pytest.mark.parametrize("named", [False, True], ids=["unnamed", "named"])
+@pytest.mark.parametrize("case", ["copy2-new", "copy2-atomic", "copytree"])
+def test_staging_removed_on_every_error_path(tmp_path: Path, case: str, named: bool, error: str) -> None:
+    """An error (or Ctrl-C) at each step of a copy in turn, until the copy
+    gets through: every time, no staging file or directory remains, a new
+    destination is absent or whole, and an atomically replaced one is the
+    old or the new file, whole."""
+    (tmp_path / "src").write_bytes(b"new data" * 1000)
+    (tmp_path / "tree" / "sub").mkdir(parents=True)
+    for name in ("a", "b", "sub/c"):
+        (tmp_path / "tree" / name).write_bytes(name.encode() * 1000)
+    calls = {
+        "copy2-new": lambda: cowpath.copy2(tmp_path / "src", tmp_path / "dst"),
+        "copy2-atomic": lambda: cowpath.copy2(tmp_path / "src", tmp_path / "dst", atomic=True),
+        "copytree": lambda: cowpath.copytree(tmp_path / "tree", tmp_path / "dst", workers=1),
+    }
+    step = 0
+    while True:
+        step += 1
+        if case == "copy2-atomic":
+            (tmp_path / "dst").write_bytes(b"old")
+        reached, outcome = in_child(_fail_at, step, error, calls[case], named)
+        assert leftovers(tmp_path) == [], (step, outcome)
+        dst = tmp_path / "dst"
+        if case == "copytree":
+            for path in walk_tree_files(dst):
+                assert path.read_bytes() == (tmp_path / "tree" / path.relative_to(dst)).read_bytes()
+        elif os.path.lexists(dst):
+            assert dst.read_bytes() in (b"old", b"new data" * 1000), (step, outcome)
+        if case != "copy2-atomic" and os.path.lexists(dst):
+            shutil.rmtree(dst) if dst.is_dir() else dst.unlink()
+        if not reached:
+            break
+    assert step > 5
