@@ -8,20 +8,31 @@ versions (or holds a partial one) is seen at once.
 
 from __future__ import annotations
 
+import errno
 import multiprocessing
 import os
+import shutil
 import sys
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 import cowpath
-from tests.faultutil import leftovers
+from tests.faultutil import NOBODY, SmallFilesystems, fill, in_child, leftovers
 
 pytestmark = pytest.mark.skipif(sys.platform != "linux", reason="Linux filesystems")
+
+
+@pytest.fixture
+def small() -> Iterator[SmallFilesystems]:
+    """Filesystems made for this test alone, where nobody may enter."""
+    filesystems = SmallFilesystems()
+    yield filesystems
+    filesystems.close()
+
 
 MIB = 1024 * 1024
 
@@ -201,3 +212,169 @@ def test_racing_atomic_copies_leave_one_whole_version(
         assert _whole(dst.read_bytes(), size, count)
         assert reader.bad == [], "a reader saw a partial or mixed file"
         assert leftovers(any_fs) == []
+
+
+# -- a tree copied while its files are replaced ---------------------------------------
+
+
+class _Writer:
+    """Replaces each file of a tree, over and over, by a new whole version
+    (written beside it and renamed over it): version k (1 to 26, round and
+    round) is all chr(64 + k), with mtime k seconds."""
+
+    def __init__(self, root: Path, names: list[str], size: int) -> None:
+        self.root, self.names, self.size = root, names, size
+        self.versions = 1
+        self.done = threading.Event()
+        self.replacing = threading.Event()
+        self.thread = threading.Thread(target=self.run)
+        self.thread.start()
+        self.replacing.wait()
+
+    @staticmethod
+    def write(path: Path, version: int, size: int) -> None:
+        temporary = path.with_name(f".{path.name}.next")
+        temporary.write_bytes(bytes([64 + version]) * size)
+        os.utime(temporary, ns=(version * 10**9, version * 10**9))
+        os.rename(temporary, path)
+
+    def run(self) -> None:
+        while not self.done.is_set():
+            self.versions += 1
+            for name in self.names:
+                self.write(self.root / name, 1 + self.versions % 26, self.size)
+            self.replacing.set()
+
+    def stop(self) -> int:
+        self.done.set()
+        self.thread.join()
+        return self.versions
+
+
+@pytest.mark.parametrize("workers", [1, 8])
+def test_copytree_racing_a_writer_copies_whole_versions(any_fs: Path, workers: int) -> None:
+    """Each copied file is one whole version, and its modification time is
+    that same version's: data and metadata come from one file, never from
+    the old one and its replacement."""
+    src = any_fs / "src"
+    names = [f"d{i % 4}/f{i:02d}" for i in range(32)]
+    for name in names:
+        (src / name).parent.mkdir(parents=True, exist_ok=True)
+        _Writer.write(src / name, 1, 256 * 1024)
+    writer = _Writer(src, names, 256 * 1024)
+    try:
+        for attempt in range(6):
+            dst = any_fs / f"copy{attempt}"
+            cowpath.copytree(src, dst, workers=workers, ignore=shutil.ignore_patterns(".*.next"))
+            for name in names:
+                data = (dst / name).read_bytes()
+                version = data[0] - 64
+                assert data == bytes([64 + version]) * 256 * 1024, name
+                assert (dst / name).stat().st_mtime_ns == version * 10**9, name
+            assert leftovers(dst) == []
+    finally:
+        writer.stop()
+
+
+def _copy_while_replacing(module_name: str, src: Path, dst: Path) -> tuple[bytes, int]:
+    """In a child: copy2 ``src``, replacing it by a newer version the moment
+    the copy creates its destination; return the copy's first byte and mtime."""
+    replaced = []
+
+    def hook(event: str, args: tuple[Any, ...]) -> None:
+        if event == "open" and not replaced and os.fsdecode(args[0]) != str(src):
+            replaced.append(True)
+            _Writer.write(src, 2, 4096)
+
+    sys.addaudithook(hook)
+    (cowpath if module_name == "cowpath" else shutil).copy2(src, dst)
+    return dst.read_bytes()[:1], dst.stat().st_mtime_ns
+
+
+def test_copy2_takes_data_and_times_from_one_version(tmp_path: Path) -> None:
+    """The source is replaced after copy2 opened it: cowpath's copy has the
+    old data with the old times (both from the open file); shutil's has the
+    old data with the new file's times, as it reads them by name."""
+    results = {}
+    for who in ("shutil", "cowpath"):
+        _Writer.write(tmp_path / f"src-{who}", 1, 4096)
+        results[who] = in_child(_copy_while_replacing, who, tmp_path / f"src-{who}", tmp_path / f"dst-{who}")
+    assert results["cowpath"] == (b"A", 1 * 10**9)
+    assert results["shutil"] == (b"A", 2 * 10**9)
+
+
+# -- errors in threads ------------------------------------------------------------------
+
+
+def _copytree_as_nobody(src: Path, dst: Path, workers: int | None) -> tuple[Any, ...]:
+    try:
+        if workers is None:
+            shutil.copytree(src, dst)
+        else:
+            cowpath.copytree(src, dst, workers=workers)
+    except shutil.Error as exc:
+        return tuple((s, d, why) for s, d, why in exc.args[0])
+    return ()
+
+
+@pytest.mark.parametrize("workers", [2, 8])
+def test_errors_in_worker_threads_are_all_reported(small: SmallFilesystems, workers: int) -> None:
+    """A tree of 400 files, one in three unreadable by the caller (nobody):
+    every failure is listed, in shutil's order, and every other file copied."""
+    base = small.make("tmpfs", 256)
+    src = base / "src"
+    unreadable = set()
+    for i in range(400):
+        path = src / f"d{i % 8}" / f"f{i:03d}"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(os.urandom(2000))
+        if i % 3 == 0:
+            os.chmod(path, 0o600)
+            unreadable.add(str(path))
+    os.chmod(base, 0o777)
+    by_shutil = in_child(_copytree_as_nobody, src, base / "by-shutil", None, user=NOBODY)
+    by_cowpath = in_child(_copytree_as_nobody, src, base / "by-cowpath", workers, user=NOBODY)
+    assert {s for s, _, _ in by_cowpath} == unreadable
+    assert [
+        (s, d.replace("by-cowpath", "DST"), w.replace("by-cowpath", "DST")) for s, d, w in by_cowpath
+    ] == [(s, d.replace("by-shutil", "DST"), w.replace("by-shutil", "DST")) for s, d, w in by_shutil]
+    copied = sorted(p.relative_to(base / "by-cowpath") for p in (base / "by-cowpath").rglob("f*"))
+    assert len(copied) == 400 - len(unreadable)
+    assert leftovers(base) == []
+
+
+def test_threads_filling_a_disk_each_get_their_error(small: SmallFilesystems) -> None:
+    """Eight threads copy 8 MiB each into an ext4 with room for about three:
+    each copy either succeeds, whole, or raises ENOSPC naming its files;
+    none is lost, and nothing partial or private is left."""
+    root = small.make("ext4", 128)
+    sources = _versions(root, 8, 8 * MIB)
+    fill(root, leave=26 * MIB)
+    out = root / "out"
+    out.mkdir()
+    results: dict[int, BaseException | None] = {}
+
+    def copy(i: int) -> Callable[[], None]:
+        def run() -> None:
+            try:
+                cowpath.copyfile(sources[i], out / f"copy{i}")
+                results[i] = None
+            except OSError as exc:
+                results[i] = exc
+
+        return run
+
+    assert _run_threads([copy(i) for i in range(8)]) == []
+    assert sorted(results) == list(range(8))
+    failed = {i for i, exc in results.items() if exc is not None}
+    assert failed
+    assert len(failed) < 8
+    for i, exc in results.items():
+        if exc is None:
+            assert _whole((out / f"copy{i}").read_bytes(), 8 * MIB, 8)
+        else:
+            assert isinstance(exc, OSError)
+            assert exc.errno == errno.ENOSPC
+            assert (exc.filename, exc.filename2) == (str(sources[i]), str(out / f"copy{i}"))
+            assert not os.path.lexists(out / f"copy{i}")
+    assert leftovers(root) == []
