@@ -16,6 +16,7 @@ from __future__ import annotations
 import errno
 import os
 import shutil
+import stat
 import subprocess
 import sys
 from collections.abc import Iterable, Iterator
@@ -392,6 +393,26 @@ def test_atomic_replacement_in_a_directory_it_may_not_write(small: SmallFilesyst
     assert os.listdir(locked) == ["dst"]
     in_child(_copy_as_nobody, src, dst, False, user=NOBODY)
     assert dst.read_bytes() == b"new" * 1000
+
+
+def test_atomic_replacement_of_a_read_only_file(small: SmallFilesystems) -> None:
+    """A read-only file in a directory the caller may write: shutil cannot
+    open it for writing; an atomic copy replaces it, as ``mv`` would, and
+    keeps its mode for copyfile."""
+    root = small.make("tmpfs")
+    os.chmod(root, 0o777)
+    src = root / "src"
+    src.write_bytes(b"new")
+    dst = root / "dst"
+    dst.write_bytes(b"old")
+    os.chown(dst, NOBODY, NOBODY)
+    os.chmod(dst, 0o444)
+    with pytest.raises(PermissionError):
+        in_child(_copy_as_nobody, src, dst, False, user=NOBODY)
+    in_child(_copy_as_nobody, src, dst, True, user=NOBODY)
+    assert dst.read_bytes() == b"new"
+    assert stat.S_IMODE(dst.stat().st_mode) == 0o444
+    assert leftovers(root) == []
 
 
 # -- permissions -------------------------------------------------------------------
