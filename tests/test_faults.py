@@ -245,7 +245,10 @@ def test_full_filesystem_during_the_clone(small: SmallFilesystems, kind: str, mo
     seen = _free_up_until_it_fits(
         root, lambda: cowpath.copyfile(src, dst, reflink=mode, report=report), dst, data, CLONE_STEPS[kind]
     )
-    assert seen == {"create", "data"}
+    # The clone itself ran out of room, after the staging file was made.
+    # (btrfs may or may not find room for the file itself when full.)
+    assert "data" in seen
+    assert kind == "btrfs" or seen == {"create", "data"}
     assert report.files_cloned == 1
     assert report.files_copied == 0
 
