@@ -35,7 +35,15 @@ import threading
 from collections.abc import Iterable
 from typing import Any, Final
 
-from ._api import META_NONE, META_STAT, FdBackend, ReflinkMode, StrOrBytesPath, copy_by_reading
+from ._api import (
+    META_NONE,
+    META_STAT,
+    FdBackend,
+    ReflinkMode,
+    StrOrBytesPath,
+    _replace_appeared,
+    copy_by_reading,
+)
 from ._errors import CannotClone, with_filenames
 from ._staging import Staging, _private_name, umask
 
@@ -388,9 +396,12 @@ class MacBackend(FdBackend):
     ) -> tuple[bool, int, bool] | None:
         """Clone ``src_fd``, shape the clone into shutil's result and name it ``target``.
 
-        Returns ``(True, bytes, applied)``; None when the destination
-        appeared meanwhile (the engine then writes it in place) or, with
-        ``direct``, exists (the tree copy takes its general path). Raises
+        Returns ``(True, bytes, applied)``; a regular file that another copy
+        put under the name meanwhile is replaced whole, as the engine does
+        (several late copies writing into it in place could mix their
+        data). None when something else appeared there (the engine then
+        handles it as shutil does) or, with ``direct``, the name exists (the
+        tree copy takes its general path). Raises
         CannotClone while nothing is left behind, OSError for real errors.
         """
         lib = self.lib
@@ -434,7 +445,7 @@ class MacBackend(FdBackend):
         staging = Staging(fd, target, path, direct=direct)
         try:
             applied = self._shape(fd, clone_st, src_fd, src_st, src_flags, metadata, existing, restat)
-            if not staging.commit(replace=existing is not None):
+            if not staging.commit(replace=existing is not None) and not _replace_appeared(staging, target):
                 staging.discard()
                 return None
         except CannotClone:

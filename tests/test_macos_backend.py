@@ -904,19 +904,34 @@ def test_enosys_switches_cloning_off_for_the_process(fake: FakeLibSystem, tmp_pa
     assert (tmp_path / "two").read_bytes() == src.read_bytes()
 
 
-def test_a_destination_that_appears_meanwhile_is_written_in_place(
-    fake: FakeLibSystem, tmp_path: Path
-) -> None:
+def test_a_destination_that_appears_meanwhile_is_replaced_whole(fake: FakeLibSystem, tmp_path: Path) -> None:
+    # Another copy finished first: its file is replaced by the whole clone,
+    # never rewritten in place (late copies writing into it could mix).
     src = _source(tmp_path)
     dst = tmp_path / "dst"
 
     def appear(name: bytes) -> None:
         dst.write_bytes(b"someone else's")
+        os.link(dst, tmp_path / "other-link")
 
     fake.before_clone = appear
-    cowpath.copyfile(src, dst)
+    report = cowpath.CopyReport()
+    cowpath.copyfile(src, dst, report=report)
+    assert report.files_cloned == 1
     assert dst.read_bytes() == src.read_bytes()
+    assert (tmp_path / "other-link").read_bytes() == b"someone else's"
+    assert _names(tmp_path) == {"src", "dst", "other-link"}
+
+
+def test_a_directory_that_appears_meanwhile_gets_shutils_error(fake: FakeLibSystem, tmp_path: Path) -> None:
+    src = _source(tmp_path)
+    dst = tmp_path / "dst"
+    fake.before_clone = lambda name: dst.mkdir()
+    with pytest.raises(IsADirectoryError) as caught:
+        cowpath.copyfile(src, dst)
+    assert caught.value.filename == str(dst)
     assert _names(tmp_path) == {"src", "dst"}
+    assert not list(dst.iterdir())
 
 
 # -- the copy path: fcopyfile(COPYFILE_DATA), as shutil ---------------------------------
