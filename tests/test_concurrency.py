@@ -367,8 +367,9 @@ def test_threads_filling_a_disk_each_get_their_error(small: SmallFilesystems) ->
     assert _run_threads([copy(i) for i in range(8)]) == []
     assert sorted(results) == list(range(8))
     failed = {i for i, exc in results.items() if exc is not None}
+    # Not all of them fit. How many do depends on how the threads' block
+    # reservations interleave: all eight may run out of room together.
     assert failed
-    assert len(failed) < 8
     for i, exc in results.items():
         if exc is None:
             assert _whole((out / f"copy{i}").read_bytes(), 8 * MIB, 8)
