@@ -262,11 +262,19 @@ def test_copytree_racing_a_writer_copies_whole_versions(any_fs: Path, workers: i
         (src / name).parent.mkdir(parents=True, exist_ok=True)
         _Writer.write(src / name, 1, 256 * 1024)
     writer = _Writer(src, names, 256 * 1024)
+    checked = 0
     try:
         for attempt in range(6):
             dst = any_fs / f"copy{attempt}"
             cowpath.copytree(src, dst, workers=workers, ignore=shutil.ignore_patterns(".*.next"))
             for name in names:
+                if not (dst / name).exists():
+                    # A name renamed over while its directory is being read
+                    # may be missed (POSIX leaves it unspecified; btrfs gives
+                    # the new entry an index beyond the end of the listing):
+                    # shutil's walk misses it alike.
+                    continue
+                checked += 1
                 data = (dst / name).read_bytes()
                 version = data[0] - 64
                 assert data == bytes([64 + version]) * 256 * 1024, name
@@ -274,6 +282,7 @@ def test_copytree_racing_a_writer_copies_whole_versions(any_fs: Path, workers: i
             assert leftovers(dst) == []
     finally:
         writer.stop()
+    assert checked > len(names)
 
 
 def _copy_while_replacing(module_name: str, src: Path, dst: Path) -> tuple[bytes, int]:
