@@ -8,6 +8,7 @@ two kernel32 calls, both exercised here on Linux through their inputs.
 from __future__ import annotations
 
 import ctypes
+import os
 import sys
 from pathlib import Path
 
@@ -101,12 +102,18 @@ def test_windows_volume_unknown_when_windows_says_no() -> None:
 
 def test_mount_of_on_this_system(tmp_path: Path) -> None:
     found = mount_of(str(tmp_path))
-    if sys.platform.startswith(("linux", "darwin", "win32")):
-        assert found is not None
-        assert str(tmp_path).startswith(found.point.rstrip("/\\")) or found.point in ("/", str(tmp_path))
-        assert found.fstype
-    else:
+    if not sys.platform.startswith(("linux", "darwin", "win32")):
         assert found is None
+        return
+    assert found is not None
+    assert found.fstype
+    real = os.path.realpath(tmp_path)
+    if sys.platform == "win32":
+        assert real.lower().startswith(found.point.lower())
+    else:
+        # The mount point holds the path, and no other mount lies between.
+        assert _fsinfo._inside(real, found.point)
+        assert os.stat(found.point).st_dev == os.stat(real).st_dev
 
 
 @pytest.mark.parametrize(
