@@ -142,7 +142,7 @@ class FdBackend(Backend):
     #: True where new files may be staged as unnamed O_TMPFILE files and
     #: linked through /proc/self/fd (the real Linux kernel); otherwise a
     #: private name is used.
-    unnamed_staging: ClassVar[bool] = False
+    unnamed_staging: bool = False
 
     #: True where metadata may be applied through descriptors. The portable
     #: backend also serves a faked ``os`` (pyfakefs), whose fstat and

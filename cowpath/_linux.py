@@ -92,9 +92,11 @@ class LinuxBackend(FdBackend):
     """FICLONE first; otherwise an in-kernel copy that keeps holes."""
 
     name = "linux"
-    unnamed_staging = True
 
-    def __init__(self) -> None:
+    def __init__(self, unnamed_staging: bool = True) -> None:
+        # False stages new files under private names, as on systems without
+        # O_TMPFILE (NFS, FUSE); the tests use it to reach that path here.
+        self.unnamed_staging = unnamed_staging
         self._ficlone: int | None = None
         self._ficlone_missing = False
         self._cfr_missing = not hasattr(os, "copy_file_range")

@@ -19,6 +19,8 @@ from pathlib import Path
 
 import pytest
 
+from cowpath._select import use_backend
+
 REQUIRED = os.environ.get("COWPATH_REQUIRE_LOOPFS") == "1"
 
 MKFS = {
@@ -170,3 +172,19 @@ def src_dst_dirs(request: pytest.FixtureRequest, mounts: Mounts) -> Iterator[tup
     yield pair
     for path in set(pair):
         shutil.rmtree(path, ignore_errors=True)
+
+
+@pytest.fixture(params=["unnamed", "named"])
+def staging(request: pytest.FixtureRequest) -> Iterator[str]:
+    """Both ways a new file is staged: unnamed (O_TMPFILE) and under a private name.
+
+    The private name is what cowpath uses where O_TMPFILE is missing (other
+    systems, NFS, FUSE); here it is forced on the real filesystem.
+    """
+    if request.param == "named" and sys.platform.startswith("linux"):
+        from cowpath._linux import LinuxBackend
+
+        with use_backend(LinuxBackend(unnamed_staging=False)):
+            yield str(request.param)
+    else:
+        yield str(request.param)

@@ -102,3 +102,16 @@ def tree_state(root: str | os.PathLike[str], *, mtimes: bool = False) -> dict[st
             else:
                 seen[rel] = ("other", stat.S_IFMT(st.st_mode))
     return seen
+
+
+_ENTERED: list[object] = []
+
+
+def force_named_staging() -> None:
+    """For the rest of this (child) process, stage new files under private names."""
+    from cowpath._linux import LinuxBackend
+    from cowpath._select import use_backend
+
+    chosen = use_backend(LinuxBackend(unnamed_staging=False))
+    chosen.__enter__()
+    _ENTERED.append(chosen)  # the context ends only with the process

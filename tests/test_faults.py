@@ -26,7 +26,6 @@ from typing import Any
 import pytest
 
 import cowpath
-from cowpath import _select
 from tests.faultutil import (
     NOBODY,
     SmallFilesystems,
@@ -54,18 +53,6 @@ def small() -> Iterator[SmallFilesystems]:
     filesystems = SmallFilesystems()
     yield filesystems
     filesystems.close()
-
-
-@pytest.fixture(params=["unnamed", "named"])
-def staging(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
-    """Both ways a new file is staged: unnamed (O_TMPFILE) and under a private name.
-
-    The private name is what cowpath uses where O_TMPFILE is missing (other
-    systems, NFS, FUSE); here it is forced on the real filesystem.
-    """
-    if request.param == "named":
-        monkeypatch.setattr(_select.BACKEND, "unnamed_staging", False)
-    return str(request.param)
 
 
 def _tree(root: Path, files: int = 24, size: int = 300_000) -> dict[str, bytes]:

@@ -29,20 +29,11 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import cowpath
-from cowpath import _select
 from tests.faultutil import NOBODY, SmallFilesystems, in_child, leftovers
 from tests.faultutil import walk_files as walk_tree_files
-from tests.fsutil import tree_state
+from tests.fsutil import force_named_staging, tree_state
 
 pytestmark = pytest.mark.skipif(sys.platform != "linux", reason="Linux filesystems and errno values")
-
-
-@pytest.fixture(params=["unnamed", "named"])
-def staging(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
-    """Both ways a new file is staged: unnamed (O_TMPFILE) and under a private name."""
-    if request.param == "named":
-        monkeypatch.setattr(_select.BACKEND, "unnamed_staging", False)
-    return str(request.param)
 
 
 def _outcome(call: Callable[[], Any], *roots: Any) -> tuple[Any, ...]:
@@ -672,7 +663,7 @@ def _copy_watched(spy: Spy, call: Callable[[], Any], named: bool) -> None:
     """In a child (root, umask 022): run ``call``; the spy scans at every audited step."""
     os.umask(0o022)
     if named:
-        _select.BACKEND.unnamed_staging = False  # type: ignore[misc]
+        force_named_staging()
     lock = threading.Lock()
     watching = [True]
 
@@ -913,7 +904,7 @@ STAGING_FILE = re.compile(r"\A\.(?P<name>.*)\.(?P<token>[0-9a-f]{16})\.cowpath\Z
 def _staging_opens(root: Path, count: int, atomic: bool) -> list[tuple[str, int, int]]:
     """In a child, with named staging: copy ``count`` times; return every
     open of a staging name (name, mode, flags) the audit hook saw."""
-    _select.BACKEND.unnamed_staging = False  # type: ignore[misc]
+    force_named_staging()
     seen: list[tuple[str, int, int]] = []
 
     def hook(event: str, args: tuple[Any, ...]) -> None:
@@ -959,8 +950,6 @@ def test_planted_symlinks_at_staging_names_are_never_followed(
     victim is untouched and nothing is created through the links. With
     every name taken, a new file is written directly, and an atomic copy
     fails rather than write in place."""
-    if staging == "named":
-        monkeypatch.setattr(_select.BACKEND, "unnamed_staging", False)
     tokens = [f"{i:016x}" for i in range(100)]
     monkeypatch.setattr(cowpath._staging.secrets, "token_hex", lambda n: tokens.pop(0))
     victim = tmp_path / "victim"
@@ -1003,7 +992,7 @@ def _fail_at(step: int, error: str, call: Callable[[], Any], named: bool) -> tup
     step (before that step's system call). Returns whether the step was
     reached, and the outcome."""
     if named:
-        _select.BACKEND.unnamed_staging = False  # type: ignore[misc]
+        force_named_staging()
     count = [0]
     active = [True]
 
