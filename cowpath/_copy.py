@@ -13,7 +13,10 @@ import sys
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from ._api import META_MODE, META_NONE, META_STAT, ReflinkMode, StrOrBytesPath, resolve_mode
+from ._backend import FileJob
+from ._common import Metadata, ReflinkMode, StrOrBytesPath, resolve_mode
+from ._engine import transfer
+from ._metadata import apply_by_path
 from ._select import backend
 from ._tree import TreeOptions, TreeProgress, copy_tree
 
@@ -98,7 +101,7 @@ def copyfile(
         A symlink ``dst`` is kept and the file it points to is
         replaced. ``copyfile`` keeps the old file's mode, as it does in place.
     """
-    _copyfile(src, dst, follow_symlinks, reflink, report, META_NONE, atomic)
+    _copyfile(src, dst, follow_symlinks, reflink, report, Metadata.NONE, atomic)
     return dst
 
 
@@ -108,10 +111,10 @@ def _copyfile(
     follow_symlinks: bool,
     reflink: ReflinkMode | None,
     report: CopyReport | None,
-    metadata: int,
+    metadata: Metadata,
     atomic: bool,
-) -> bool:
-    """copyfile's work; True if the backend also applied ``metadata``."""
+) -> None:
+    """copyfile, copy or copy2 (by ``metadata``) once ``dst`` is the file's own name."""
     sys.audit("shutil.copyfile", src, dst)
     mode = resolve_mode(reflink)
     # One stat of each serves shutil's three checks, in shutil's order.
@@ -124,9 +127,11 @@ def _copyfile(
     if not follow_symlinks and _is_link(src):
         link: Any = src  # readlink's AnyStr cannot be inferred from the union
         os.symlink(os.readlink(link), dst)
-        return False
+        apply_by_path(src, dst, metadata, follow_symlinks=False)
+        return
+    job = FileJob(src, dst, mode, metadata, atomic, report, dst_st, dst_known=True)
     try:
-        return backend().copy_data(src, dst, mode, report, metadata, atomic, dst_st)
+        transfer(backend(), job)
     except IsADirectoryError as exc:
         # shutil's wording when dst names a directory that does not exist
         # (a trailing slash), bpo-43219.
@@ -160,8 +165,7 @@ def copy(
     ``reflink``, ``report`` and ``atomic`` are as for :func:`copyfile`.
     """
     dst = _into_directory(src, dst)
-    if not _copyfile(src, dst, follow_symlinks, reflink, report, META_MODE, atomic):
-        shutil.copymode(src, dst, follow_symlinks=follow_symlinks)
+    _copyfile(src, dst, follow_symlinks, reflink, report, Metadata.MODE, atomic)
     return dst
 
 
@@ -182,8 +186,7 @@ def copy2(
     :func:`copyfile`.
     """
     dst = _into_directory(src, dst)
-    if not _copyfile(src, dst, follow_symlinks, reflink, report, META_STAT, atomic):
-        shutil.copystat(src, dst, follow_symlinks=follow_symlinks)
+    _copyfile(src, dst, follow_symlinks, reflink, report, Metadata.STAT, atomic)
     return dst
 
 
@@ -226,12 +229,11 @@ def copytree(
         Called with a :class:`~cowpath.TreeProgress` after each file, from
         whichever thread copied it (calls never overlap).
     """
+    metadata: Metadata | None = None  # a custom copy_function, called as shutil calls it
     if copy_function is copy2:
-        metadata: int | None = META_STAT
+        metadata = Metadata.STAT
     elif copy_function is copy:
-        metadata = META_MODE
-    else:
-        metadata = None
+        metadata = Metadata.MODE
     options = TreeOptions(
         symlinks=symlinks,
         ignore=ignore,

@@ -13,7 +13,8 @@ from collections.abc import Iterator
 from types import BuiltinFunctionType
 from typing import Final
 
-from ._api import FdBackend, StrOrBytesPath
+from ._backend import Backend, Transfer
+from ._common import copy_by_reading
 from ._errors import CannotClone
 
 try:
@@ -88,10 +89,11 @@ def ficlone_request() -> int:
     return (1 << 30) | (4 << 16) | (0x94 << 8) | 9
 
 
-class LinuxBackend(FdBackend):
+class LinuxBackend(Backend):
     """FICLONE first; otherwise an in-kernel copy that keeps holes."""
 
     name = "linux"
+    clones_into_files = True
 
     def __init__(self, unnamed_staging: bool = True) -> None:
         # False stages new files under private names, as on systems without
@@ -116,13 +118,12 @@ class LinuxBackend(FdBackend):
                 raise CannotClone(exc.errno) from None
             raise
 
-    def clone_fd(
-        self, src_fd: int, dst_fd: int, src_st: os.stat_result, dst_size: int, dst: StrOrBytesPath
-    ) -> None:
+    def clone(self, transfer: Transfer) -> None:
         if self._ficlone_missing:
             raise CannotClone(errno.ENOSYS, "FICLONE is unavailable in this process")
-        if dst_size > src_st.st_size:
-            self._clone_onto_longer(src_fd, dst_fd, src_st, dst)
+        src_fd, dst_fd, src_size = transfer.src_fd, transfer.dst_fd, transfer.src_st.st_size
+        if transfer.dst_size > src_size:
+            self._clone_onto_longer(transfer)
         else:
             self._ioctl_clone(src_fd, dst_fd)
         if type(fcntl.ioctl) is not BuiltinFunctionType:
@@ -130,29 +131,28 @@ class LinuxBackend(FdBackend):
             # and does nothing). FICLONE makes the destination exactly as
             # long as the source; a "success" that did not is no clone.
             size = os.fstat(dst_fd).st_size
-            if size != src_st.st_size and size != os.fstat(src_fd).st_size:
+            if size != src_size and size != os.fstat(src_fd).st_size:
                 raise CannotClone(errno.EIO, "the clone call reported success but changed nothing")
 
-    def _clone_onto_longer(
-        self, src_fd: int, dst_fd: int, src_st: os.stat_result, dst: StrOrBytesPath
-    ) -> None:
+    def _clone_onto_longer(self, transfer: Transfer) -> None:
         # FICLONE replaces the destination's first st_size bytes and leaves
         # a longer destination's tail in place. With a block-aligned source
         # it succeeds (and the tail is cut here); otherwise XFS and btrfs
         # answer EINVAL, having changed nothing.
+        src_fd, dst_fd = transfer.src_fd, transfer.dst_fd
         try:
             self._ioctl_clone(src_fd, dst_fd)
         except CannotClone as signal:
             if signal.errno != errno.EINVAL:
                 raise
         else:
-            os.ftruncate(dst_fd, src_st.st_size)
+            os.ftruncate(dst_fd, transfer.src_st.st_size)
             return
         # Only an empty destination takes the clone, and emptying it destroys
         # its data: first prove on an unnamed scratch file in the same
         # directory that the clone will work, so that a refused clone still
         # leaves the destination untouched.
-        directory = os.path.dirname(os.path.realpath(dst)) or "."
+        directory = os.path.dirname(os.path.realpath(transfer.dst_path)) or "."
         try:
             scratch = os.open(directory, os.O_TMPFILE | os.O_WRONLY | os.O_CLOEXEC, 0o600)
         except OSError:
@@ -166,7 +166,8 @@ class LinuxBackend(FdBackend):
 
     # -- copying -----------------------------------------------------------
 
-    def copy_fd(self, src_fd: int, dst_fd: int, src_st: os.stat_result, may_clone: bool) -> int:
+    def copy(self, transfer: Transfer, may_clone: bool) -> int:
+        src_fd, dst_fd, src_st = transfer.src_fd, transfer.dst_fd, transfer.src_st
         size = src_st.st_size
         if size == 0 or not stat.S_ISREG(src_st.st_mode):
             # procfs and sysfs files claim size 0; pipes and devices have no
@@ -210,9 +211,9 @@ class LinuxBackend(FdBackend):
                 else:
                     os.lseek(src_fd, offset, os.SEEK_SET)
                     os.lseek(dst_fd, offset, os.SEEK_SET)
-                    if length is None:
-                        return done + _read_to_end(src_fd, dst_fd)
-                    got = _read_range(src_fd, dst_fd, length - done)
+                    return done + copy_by_reading(
+                        src_fd, dst_fd, 1024 * 1024, None if length is None else length - done
+                    )
             except OSError as exc:
                 if exc.errno not in COPY_FALLBACK_ERRNOS or not (use_cfr or use_sendfile):
                     raise
@@ -229,25 +230,6 @@ class LinuxBackend(FdBackend):
                 break  # end of file: the source is shorter than it was
             done += got
         return done
-
-
-def _read_to_end(src_fd: int, dst_fd: int) -> int:
-    from ._api import copy_by_reading
-
-    return copy_by_reading(src_fd, dst_fd)
-
-
-def _read_range(src_fd: int, dst_fd: int, length: int) -> int:
-    done = 0
-    while done < length:
-        chunk = os.read(src_fd, min(1024 * 1024, length - done))
-        if not chunk:
-            break
-        view = memoryview(chunk)
-        while view:
-            view = view[os.write(dst_fd, view) :]
-        done += len(chunk)
-    return done
 
 
 def _data_segments(fd: int, size: int) -> Iterator[tuple[int, int]]:

@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Union
 
-from ._api import META_NONE, META_STAT, ReflinkMode, resolve_mode
+from ._common import Metadata, ReflinkMode, resolve_mode
 from ._copy import _copyfile
 
 if TYPE_CHECKING:
@@ -169,6 +169,5 @@ def _copy_entry(
             same = False
         if same:
             raise OSError(errno.EINVAL, "Source and target are the same file", source, None, target)
-        metadata = META_STAT if preserve_metadata else META_NONE
-        if not _copyfile(source, target, True, mode, report, metadata, False) and preserve_metadata:
-            shutil.copystat(source, target)
+        metadata = Metadata.STAT if preserve_metadata else Metadata.NONE
+        _copyfile(source, target, True, mode, report, metadata, False)

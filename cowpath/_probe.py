@@ -8,7 +8,9 @@ import os
 import secrets
 import threading
 
-from ._api import StrOrBytesPath
+from ._backend import FileJob
+from ._common import StrOrBytesPath
+from ._engine import transfer
 from ._errors import ReflinkNotSupportedError
 from ._select import backend
 
@@ -87,7 +89,7 @@ def _probe(first: str, second: str) -> bool | None:
         finally:
             os.close(fd)
         try:
-            backend().copy_data(src, dst, "always", None)
+            transfer(backend(), FileJob(src, dst, "always"))
         except ReflinkNotSupportedError:
             return False
         except OSError as exc:

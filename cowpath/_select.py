@@ -16,7 +16,7 @@ from collections.abc import Iterator
 from types import ModuleType
 from typing import Final, TypeVar
 
-from ._api import Backend
+from ._backend import Backend
 from ._portable import PortableBackend
 
 __all__ = ["BACKEND", "PORTABLE", "backend", "use_backend"]

@@ -22,12 +22,11 @@ import os
 import secrets
 import sys
 import threading
-from typing import TYPE_CHECKING, Final
+from typing import Final
 
-if TYPE_CHECKING:
-    from ._api import StrOrBytesPath
+from ._common import StrOrBytesPath
 
-__all__ = ["Staging", "create", "stage", "umask"]
+__all__ = ["Staging", "create", "private_name", "stage", "umask"]
 
 _CLOEXEC: Final = getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_NOINHERIT", 0)
 _BINARY: Final = getattr(os, "O_BINARY", 0)
@@ -180,7 +179,8 @@ def _directory(target: StrOrBytesPath) -> str | bytes:
     return b"." if isinstance(name, bytes) else "."
 
 
-def _private_name(target: StrOrBytesPath) -> str | bytes:
+def private_name(target: StrOrBytesPath) -> str | bytes:
+    """A fresh unpredictable hidden name beside ``target`` (64 random bits), never longer than NAME_MAX."""
     name = os.fspath(target)
     head, tail = os.path.split(os.fsencode(name))
     # NAME_MAX (255) counts bytes: a name of 255 bytes in multi-byte
@@ -193,7 +193,7 @@ def _private_name(target: StrOrBytesPath) -> str | bytes:
 
 def _link_unnamed_to_private_name(fd: int, target: StrOrBytesPath) -> str | bytes:
     for _ in range(8):
-        path = _private_name(target)
+        path = private_name(target)
         try:
             os.link(f"/proc/self/fd/{fd}", path, src_dir_fd=fd, follow_symlinks=True)
         except FileExistsError:
@@ -242,7 +242,7 @@ def stage(
             return Staging(fd, target, None)
     flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | _NOFOLLOW | _CLOEXEC | _BINARY
     for _ in range(8):
-        path = _private_name(target)
+        path = private_name(target)
         try:
             fd = os.open(path, flags, 0o600)
         except FileExistsError:

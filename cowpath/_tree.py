@@ -24,7 +24,9 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from ._api import ReflinkMode
+from ._backend import FileJob
+from ._common import Metadata, ReflinkMode
+from ._engine import copy_new_file
 from ._select import backend
 
 if TYPE_CHECKING:
@@ -92,8 +94,8 @@ class TreeOptions:
     ignore: Callable[[Any, list[str]], Iterable[str]] | None
     copy_function: Callable[..., object]
     # None: a custom copy_function, called as shutil calls it, in order, in
-    # the calling thread. Otherwise cowpath's copy (META_MODE) or copy2 (META_STAT).
-    metadata: int | None
+    # the calling thread. Otherwise cowpath's copy (MODE) or copy2 (STAT).
+    metadata: Metadata | None
     ignore_dangling_symlinks: bool
     dirs_exist_ok: bool
     mode: ReflinkMode
@@ -416,14 +418,16 @@ class _Tree:
         # files, and replaces one that appears while it works).
         if slot.plain and not (self.dirs_exist_ok and os.path.lexists(slot.dstname)):
             sys.audit("shutil.copyfile", slot.srcobj, slot.dstname)
-            done = self.backend.copy_new_file(
-                slot.srcname, slot.dstname, self.mode, self.metadata, self.staging is not None
+            job = FileJob(
+                slot.srcname,
+                slot.dstname,
+                self.mode,
+                self.metadata,
+                report=self.report,
+                direct=self.staging is not None,
             )
-            if done is not None:
-                cloned, nbytes = done
-                if self.report is not None:
-                    self.report.record(cloned=cloned, nbytes=nbytes)
-                return nbytes
+            if copy_new_file(self.backend, job):
+                return job.nbytes
         before = self.report.bytes if self.report is not None else 0
         self.copy_function(
             slot.srcobj, slot.dstname, reflink=self.mode, report=self.report, atomic=self.atomic

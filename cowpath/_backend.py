@@ -1,0 +1,183 @@
+"""The seam between the engine and the operating systems: what an OS backend provides.
+
+The engine (:mod:`cowpath._engine`) does everything that is the same on
+every OS: the shutil checks, opening the files, staging a new file out of
+sight and naming it when whole, the fallback from clone to copy, metadata,
+errors and their file names. A backend provides only its system calls,
+through the hooks of :class:`Backend`:
+
+``clone(transfer)``
+    clone an open source into an open destination (Linux FICLONE, Windows
+    FSCTL_DUPLICATE_EXTENTS_TO_FILE); declared by ``clones_into_files``.
+``clone_new(source, path)``
+    create a new file as a clone of an open source (macOS clonefile);
+    declared by ``clones_new_files``.
+``copy(transfer)``
+    copy the data without cloning where ``may_clone`` is false
+    (copy_file_range, fcopyfile, or read/write).
+``route(job)`` and ``native_copy(job)``
+    an optional whole-file copy call of the OS, and when to prefer it
+    (CopyFile2 for copy2 on Windows, which is what shutil.copy2 uses there).
+``open``, ``file_flags``, ``set_flags``, ``can_stage``
+    small per-OS differences in opening files, BSD file flags and staging.
+
+A backend signals "no clone here" only with :class:`~cowpath._errors.CannotClone`,
+raised while the destination is untouched; any other failure is the
+``OSError`` it is. Backends never name files in errors: the engine does.
+"""
+
+from __future__ import annotations
+
+import enum
+import errno
+import os
+from abc import ABC
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, ClassVar
+
+from ._common import Metadata, ReflinkMode, StrOrBytesPath, copy_by_reading
+from ._errors import CannotClone
+
+if TYPE_CHECKING:
+    from ._report import CopyReport
+
+__all__ = ["Backend", "FileJob", "Route", "Source", "Transfer"]
+
+
+class Route(enum.Enum):
+    """Which way a backend wants a file copied."""
+
+    ENGINE = "engine"  # the engine's ladder: clone if asked and possible, else copy
+    NATIVE = "native"  # the OS's whole-file copy first; the engine if it declines
+    CLONE_THEN_NATIVE = "clone-then-native"  # a clone if possible, else the OS's whole-file copy
+
+
+@dataclass
+class FileJob:
+    """One file to copy, as the caller asked for it."""
+
+    src: StrOrBytesPath
+    dst: StrOrBytesPath
+    mode: ReflinkMode
+    metadata: Metadata = Metadata.NONE
+    atomic: bool = False
+    report: CopyReport | None = None
+    #: ``os.stat(dst)`` if the caller has it and ``dst_known`` is set (None: it does not exist).
+    dst_st: os.stat_result | None = None
+    dst_known: bool = False
+    #: A tree copy's new file in a private staging directory: created under its own name.
+    direct: bool = False
+    #: Private names made for this copy (staging files): errors never show them.
+    private: list[StrOrBytesPath] = field(default_factory=list)
+    #: Set by the engine: the bytes the destination was given, and whether
+    #: the metadata is left to shutil's functions by path.
+    nbytes: int = 0
+    by_path: bool = False
+
+
+@dataclass(frozen=True)
+class Source:
+    """An open source file."""
+
+    job: FileJob
+    fd: int
+    st: os.stat_result
+
+
+@dataclass(frozen=True)
+class Transfer:
+    """An open source and an open destination."""
+
+    source: Source
+    dst_fd: int
+    #: The destination's size before the transfer (0 for a new file).
+    dst_size: int
+    #: The destination's path (its directory holds any scratch file).
+    dst_path: StrOrBytesPath
+
+    @property
+    def job(self) -> FileJob:
+        return self.source.job
+
+    @property
+    def src_fd(self) -> int:
+        return self.source.fd
+
+    @property
+    def src_st(self) -> os.stat_result:
+        return self.source.st
+
+
+class Backend(ABC):
+    """What one operating system provides to the engine."""
+
+    #: Short name shown by diagnostics ("linux", "macos", "windows", "portable").
+    name: ClassVar[str]
+    #: The OS can clone into an open file: :meth:`clone` is implemented.
+    clones_into_files: ClassVar[bool] = False
+    #: The OS can create a new file as a clone: :meth:`clone_new` is implemented.
+    clones_new_files: ClassVar[bool] = False
+    #: New files may be staged as unnamed O_TMPFILE files, linked through /proc/self/fd.
+    unnamed_staging: bool = False
+    #: Metadata may be applied through descriptors. False for the portable
+    #: backend, which also serves a faked ``os`` (pyfakefs) whose descriptor
+    #: and path calls need not agree: it works by path.
+    fd_metadata: ClassVar[bool] = True
+
+    def clone(self, transfer: Transfer) -> None:
+        """Make the open destination a clone of the open source, replacing all its data.
+
+        Raise :class:`CannotClone` while the destination is untouched when
+        cloning is impossible here; raise ``OSError`` for real failures.
+        """
+        raise CannotClone(errno.EOPNOTSUPP, "this platform has no clone call")
+
+    def clone_new(self, source: Source, path: StrOrBytesPath, mode: int) -> int:
+        """Create ``path`` as a clone of the open source; return a descriptor open on it.
+
+        The new file must be what a newly created file holding the data
+        is: none of the extra metadata a clone call carries (extended
+        attributes, flags, ACLs, another owner), the current time, and no
+        permission beyond ``mode`` (its final mode) and the source's. The
+        engine gives it its metadata and its name. Raise
+        ``FileExistsError`` if ``path`` exists, and :class:`CannotClone`
+        having created nothing when no clone can be made.
+        """
+        raise CannotClone(errno.EOPNOTSUPP, "this platform cannot create a file as a clone")
+
+    def copy(self, transfer: Transfer, may_clone: bool) -> int:
+        """Copy all data of the source into the empty destination; return the byte count.
+
+        ``may_clone`` is false for ``reflink="never"``: no call that may
+        share extents behind cowpath's back is allowed then.
+        """
+        return copy_by_reading(transfer.src_fd, transfer.dst_fd)
+
+    def route(self, job: FileJob) -> Route:
+        """Which way to copy this file; :attr:`Route.ENGINE` unless the OS has a better call."""
+        return Route.ENGINE
+
+    def native_copy(self, job: FileJob, replace: bool) -> bool:
+        """Copy ``job.src`` to ``job.dst`` with the OS's own whole-file call.
+
+        ``replace`` says an existing destination is replaced whole
+        (``atomic``), not written in place. Returns False, having changed
+        nothing, to leave the copy to the engine.
+        """
+        return False
+
+    def open(self, path: StrOrBytesPath, flags: int, mode: int = 0o666) -> int:
+        """``os.open``; a backend may open differently (the portable one keeps a faked file's mode)."""
+        return os.open(path, flags, mode)
+
+    def can_stage(self, path: StrOrBytesPath) -> bool:
+        """Whether a new file for ``path`` may be made under another name and renamed (not a stream)."""
+        return True
+
+    def file_flags(self, fd: int) -> int:
+        """The file's BSD flags (``st_flags``); 0 where the OS has none."""
+        return 0
+
+    def set_flags(self, fd: int, flags: int) -> bool:
+        """Give the open file these flags; False if they must be set by path once it is named."""
+        return True
