@@ -13,9 +13,9 @@ from shutil import Error, SameFileError, SpecialFileError
 from ._copy import copy, copy2, copyfile, copytree, reflink
 from ._errors import ReflinkNotSupportedError
 from ._path import CowPath
-from ._probe import supports_reflink
+from ._probe import clear_cache, supports_reflink
 from ._report import CopyReport
-from ._select import BACKEND as _BACKEND
+from ._select import backend as _backend
 from ._tree import TreeProgress
 
 __version__ = "0.1.0"
@@ -29,6 +29,7 @@ __all__ = [
     "SpecialFileError",
     "TreeProgress",
     "backend_name",
+    "clear_cache",
     "copy",
     "copy2",
     "copyfile",
@@ -39,5 +40,10 @@ __all__ = [
 
 
 def backend_name() -> str:
-    """The name of the backend chosen for this OS: "linux", "macos", "windows" or "portable"."""
-    return _BACKEND.name
+    """The name of the backend copies use now: "linux", "macos", "windows" or "portable".
+
+    The backend is chosen for the operating system when cowpath is
+    imported; while pyfakefs replaces the ``os`` module, copies go through
+    the fake with the portable backend, and this says "portable".
+    """
+    return _backend().name

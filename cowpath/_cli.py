@@ -11,11 +11,12 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from . import __version__
+from ._common import REFLINK_MODES
 from ._copy import copy, copy2, copytree
 from ._fsinfo import advice, mount_of
 from ._probe import supports_reflink
 from ._report import CopyReport
-from ._tree import TreeProgress
+from ._tree import WORKERS_DEFAULT, TreeProgress
 
 __all__ = ["main"]
 
@@ -206,7 +207,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     cp.add_argument(
         "--reflink",
-        choices=("auto", "always", "never"),
+        choices=REFLINK_MODES,
         default=None,
         help="auto: clone where possible, else copy (default, or $COWPATH_REFLINK); "
         "always: clone or fail; never: always copy",
@@ -219,7 +220,9 @@ def _parser() -> argparse.ArgumentParser:
         default=None,
         help="progress bar for directories (default: when stderr is a terminal; needs tqdm)",
     )
-    cp.add_argument("--workers", type=int, default=None, help="threads copying files (default: cores + 1)")
+    cp.add_argument(
+        "--workers", type=int, default=None, help=f"threads copying files (default: {WORKERS_DEFAULT})"
+    )
     cp.add_argument("paths", nargs="+", metavar="SRC... DEST")
     cp.set_defaults(run=_cp)
 

@@ -221,8 +221,8 @@ def copytree(
         cowpath's :func:`copy2` (the default) or :func:`copy`. Every new
         file of the tree appears only when complete.
     ``workers``
-        Threads that copy files while the tree is walked (default: the
-        number of cores plus one, at most 8; ``1`` copies in the calling
+        Threads that copy files while the tree is walked (default: one
+        per core, at least 2, at most 8; ``1`` copies in the calling
         thread). A custom ``copy_function`` is always called in the calling
         thread, in shutil's order.
     ``progress``

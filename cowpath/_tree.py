@@ -22,7 +22,7 @@ import threading
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Final
 
 from ._backend import FileJob
 from ._common import Metadata, ReflinkMode
@@ -32,7 +32,7 @@ from ._select import backend
 if TYPE_CHECKING:
     from ._report import CopyReport
 
-__all__ = ["TreeOptions", "TreeProgress", "copy_tree", "default_workers"]
+__all__ = ["WORKERS_DEFAULT", "TreeOptions", "TreeProgress", "copy_tree", "default_workers"]
 
 ErrorTuple = tuple[Any, Any, str]
 
@@ -45,8 +45,12 @@ _BATCH = 256
 _QUEUED_PER_THREAD = 4
 
 
+#: How the default number of copying threads is chosen, as the docs and --help state it.
+WORKERS_DEFAULT: Final = "one per core, at least 2, at most 8"
+
+
 def default_workers() -> int:
-    """Threads for file copies: one per core, at least two, at most eight.
+    """Threads for file copies: one per core, at least 2, at most 8.
 
     Measured on two cores: a third thread only adds GIL hand-offs.
     """
