@@ -107,10 +107,18 @@ class TreeOptions:
     workers: int | None
     progress: Callable[[TreeProgress], object] | None
     atomic: bool
+    # pathlib's Path.copy (Python 3.14) rather than shutil.copytree: the
+    # first error is raised as it is and ends the copy, directories and
+    # symlinks get metadata only with preserve_metadata, and the top
+    # directory's parent must exist.
+    first_error: bool = False
+    dir_metadata: bool = True
+    make_parents: bool = True
 
 
 class _Tree:
     def __init__(self, options: TreeOptions, workers: int) -> None:
+        self.options = options
         self.atomic = options.atomic
         self.symlinks = options.symlinks
         self.ignore = options.ignore
@@ -139,6 +147,8 @@ class _Tree:
         # Nothing is kept of a file once it is copied.
         self.errors: list[tuple[int, ErrorTuple]] = []
         self.dirs: list[tuple[int, Any, Any]] = []
+        # (final path, mode) of narrowed directories that get no copystat.
+        self.restore: list[tuple[Any, int]] = []
         # A new tree copied with cowpath's own functions is built in a
         # private directory and moved into place (see make_staging).
         self.stage_tree = metadata is not None and not dirs_exist_ok
@@ -159,7 +169,9 @@ class _Tree:
         self.seq += 1
         return self.seq
 
-    def error(self, seq: int, error: ErrorTuple) -> None:
+    def error(self, seq: int, error: ErrorTuple, why: OSError | None = None) -> None:
+        if self.options.first_error and why is not None:
+            raise self.renamed(why) from None
         with self.lock:
             self.errors.append((seq, error))
 
@@ -168,9 +180,15 @@ class _Tree:
             ignored: Iterable[str] = self.ignore(os.fspath(src), [e.name for e in entries])
         else:
             ignored = ()
-        os.makedirs(dst, exist_ok=self.dirs_exist_ok)
+        if self.options.make_parents:
+            os.makedirs(dst, exist_ok=self.dirs_exist_ok)
+        else:
+            os.mkdir(dst)
         if self.stage_tree:
-            _narrow(src, dst)
+            created = _narrow(src, dst)
+            if created is not None and not self.options.dir_metadata:
+                # No copystat will set its mode: it gets back the one mkdir gave it.
+                self.restore.append((self.shown(dst), created))
         shown_dst = dst
         if root and self.stage_tree:
             dst = self.make_staging(dst)
@@ -201,7 +219,8 @@ class _Tree:
                     linkto = os.readlink(srcname)
                     if self.symlinks:
                         os.symlink(linkto, dstname)
-                        shutil.copystat(srcobj, dstname, follow_symlinks=False)
+                        if self.options.dir_metadata:
+                            shutil.copystat(srcobj, dstname, follow_symlinks=False)
                         continue
                     # shutil tests the link text as a path from the current
                     # directory, not from the link's directory; so does this.
@@ -217,7 +236,7 @@ class _Tree:
                     plain = entry.is_file(follow_symlinks=False)
                     batch.append(self.file(srcobj, srcname, dstname, plain))
             except OSError as why:
-                self.error(self.next_seq(), (srcname, self.shown(dstname), self.describe(why)))
+                self.error(self.next_seq(), (srcname, self.shown(dstname), self.describe(why)), why)
             if batch and self.workers <= 1:
                 # One thread: each file is copied where shutil copies it,
                 # between the same directory steps.
@@ -279,6 +298,15 @@ class _Tree:
                 if path.startswith(staged_sep):
                     return os.path.join(final, path[len(staged_sep) :])
         return path
+
+    def renamed(self, why: OSError) -> OSError:
+        """``why`` with final names in place of staging ones."""
+        first, second = self.shown(why.filename), self.shown(why.filename2)
+        if first is why.filename and second is why.filename2:
+            return why
+        new = type(why)(why.errno, why.strerror, first, None, second)
+        new.__traceback__ = why.__traceback__
+        return new
 
     def describe(self, why: OSError) -> str:
         """``str(why)`` as shutil would show it, with final names."""
@@ -394,7 +422,7 @@ class _Tree:
                 try:
                     nbytes = self.copy_one(slot)
                 except OSError as why:
-                    self.error(slot.seq, (slot.srcname, self.shown(slot.dstname), self.describe(why)))
+                    self.error(slot.seq, (slot.srcname, self.shown(slot.dstname), self.describe(why)), why)
                     nbytes = 0
                 if self.progress is not None:
                     with self.lock:
@@ -471,12 +499,21 @@ class _Tree:
 
     def collect(self) -> list[ErrorTuple]:
         """Copy directory metadata deepest first; return errors in shutil's order."""
-        for seq, src, dst in self.dirs:
+        for path, mode in reversed(self.restore):
+            try:
+                os.chmod(path, mode)
+            except OSError as why:
+                if self.options.first_error:
+                    raise
+                self.errors.append((self.seq + 1, (path, path, str(why))))
+        for seq, src, dst in self.dirs if self.options.dir_metadata else ():
             if self.lost and self.was_lost(dst):
                 continue  # reported when it could not be moved into place
             try:
                 shutil.copystat(src, dst)
             except OSError as why:
+                if self.options.first_error:
+                    raise
                 # Copying access times may fail on Windows; shutil ignores that.
                 if getattr(why, "winerror", None) is None:
                     self.errors.append((seq, (src, dst, str(why))))
@@ -484,21 +521,23 @@ class _Tree:
         return [error for _, error in self.errors]
 
 
-def _narrow(src: Any, dst: Any) -> None:
+def _narrow(src: Any, dst: Any) -> int | None:
     """Give a new directory no more permission for others than its source has.
 
     Its own mode comes last, with copystat, after the tree is moved into
     place: until then a 0644 file in a 0700 source directory would be open
     to all in a 0755 copy (shutil has that window). The owner keeps full
-    access, which the copy needs.
+    access, which the copy needs. Returns the mode it had, if it changed.
     """
     try:
         wanted = stat.S_IMODE(os.stat(src).st_mode) | stat.S_IRWXU
         current = stat.S_IMODE(os.stat(dst).st_mode)
         if current & ~wanted:
             os.chmod(dst, current & wanted)
+            return current
     except OSError:
         pass  # copystat meets the same error later and reports it
+    return None
 
 
 def copy_tree(src: Any, dst: Any, options: TreeOptions) -> Any:

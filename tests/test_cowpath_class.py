@@ -5,6 +5,7 @@ from __future__ import annotations
 import errno
 import os
 import pathlib
+import sys
 from pathlib import Path
 
 import pytest
@@ -111,3 +112,97 @@ def _umask() -> int:
     value = os.umask(0o022)
     os.umask(value)
     return value
+
+
+def _tree_with_links(root: Path) -> Path:
+    src = root / "src"
+    (src / "d" / "e").mkdir(parents=True)
+    for i in range(40):  # enough files for the thread pool to start
+        (src / "d" / f"f{i}").write_bytes(os.urandom(8192))
+    (src / "d" / "e" / "g").write_bytes(b"g" * 5000)
+    (src / "link").symlink_to("d/f0")
+    os.chmod(src / "d", 0o750)
+    os.utime(src / "d" / "f1", (1_000_000_000, 1_000_000_000))
+    return src
+
+
+@pytest.mark.parametrize("preserve", [False, True])
+def test_copy_of_a_directory_goes_through_the_tree_engine(
+    cloning_fs: Path, preserve: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """CowPath.copy of a directory is built in copytree's private staging
+    directory and moved into place, with every file cloned, and gives
+    Python 3.14's Path.copy result: metadata only with preserve_metadata."""
+    src = _tree_with_links(cloning_fs)
+    made: list[str] = []
+
+    def hook(event: str, args: tuple[object, ...]) -> None:
+        if event == "os.mkdir":
+            made.append(os.fsdecode(args[0]))  # type: ignore[arg-type]
+
+    sys.addaudithook(hook)
+    report = cowpath.CopyReport()
+    target = CowPath(src).copy(cloning_fs / "dst", preserve_metadata=preserve, report=report)
+    made_now = list(made)
+    made.clear()  # audit hooks cannot be removed: later events are ignored by this test
+    assert any(os.path.basename(path).startswith(".cowpath-") for path in made_now), made_now
+    assert target == cloning_fs / "dst"
+    assert report.files_cloned == 42
+    assert report.files_copied == 0
+    assert sorted(p.name for p in (target / "d").iterdir()) == sorted(p.name for p in (src / "d").iterdir())
+    for name in ("f0", "f7", "e/g"):
+        assert (target / "d" / name).read_bytes() == (src / "d" / name).read_bytes()
+    assert shared_bytes(target / "d" / "f7") == 8192
+    # follow_symlinks (the default) copies the file a link points to.
+    assert not (target / "link").is_symlink()
+    assert (target / "link").read_bytes() == (src / "d" / "f0").read_bytes()
+    assert not any(p.name.startswith(".cowpath-") for p in target.iterdir())
+    dir_mode = os.stat(target / "d").st_mode & 0o7777
+    mtime = os.stat(target / "d" / "f1").st_mtime
+    if preserve:
+        assert dir_mode == 0o750
+        assert mtime == 1_000_000_000
+    else:
+        assert dir_mode == 0o777 & ~_umask()
+        assert mtime != 1_000_000_000
+        assert os.stat(target / "d" / "f2").st_mode & 0o777 == 0o666 & ~_umask()
+
+
+def _umask() -> int:
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def test_copy_of_a_directory_keeps_links_without_follow_symlinks(cloning_fs: Path) -> None:
+    src = _tree_with_links(cloning_fs)
+    target = CowPath(src).copy(cloning_fs / "dst", follow_symlinks=False)
+    assert (target / "link").is_symlink()
+    assert os.readlink(target / "link") == "d/f0"
+
+
+def test_copy_of_a_directory_raises_the_first_error_as_pathlib_does(any_fs: Path) -> None:
+    """Path.copy raises the failing OSError itself, never shutil.Error, and
+    the failure names the final paths, never a staging directory."""
+    src = any_fs / "src"
+    (src / "a").mkdir(parents=True)
+    (src / "a" / "ok").write_bytes(b"ok")
+    (src / "dangling").symlink_to("nowhere")
+    with pytest.raises(FileNotFoundError) as info:
+        CowPath(src).copy(any_fs / "dst")
+    assert not isinstance(info.value, cowpath.Error)
+    assert ".cowpath-" not in str(info.value)
+    assert info.value.filename == str(src / "dangling")
+    assert not any(p.name.startswith(".cowpath-") for p in (any_fs / "dst").iterdir())
+
+
+def test_copy_of_a_directory_needs_a_missing_target_and_an_existing_parent(tmp_path: Path) -> None:
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "f").write_bytes(b"f")
+    (tmp_path / "there").mkdir()
+    with pytest.raises(FileExistsError):
+        CowPath(src).copy(tmp_path / "there")
+    with pytest.raises(FileNotFoundError):
+        CowPath(src).copy(tmp_path / "missing" / "dst")
+    assert not (tmp_path / "missing").exists()
