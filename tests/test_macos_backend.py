@@ -30,26 +30,23 @@ from typing import Any
 import pytest
 
 import cowpath
-from cowpath import _macos, _select
+from cowpath import _libsystem, _macos, _select
 from cowpath._api import META_NONE, META_STAT
-from cowpath._macos import (
+from cowpath._libsystem import (
     AT_FDCWD,
-    CLONE_ACL,
     CLONE_NOFOLLOW,
     CLONE_NOOWNERCOPY,
-    SF_ARCHIVED,
     SF_RESTRICTED,
     UF_APPEND,
     UF_COMPRESSED,
     UF_DATAVAULT,
-    UF_HIDDEN,
     UF_IMMUTABLE,
-    UF_NODUMP,
-    UF_TRACKED,
     LibSystem,
-    MacBackend,
 )
+from cowpath._macos import MacBackend
 from cowpath._staging import umask
+from tests.fakes import darwin
+from tests.fakes.darwin import CLONE_ACL, SF_ARCHIVED, UF_HIDDEN, UF_NODUMP, UF_TRACKED
 
 pytestmark = pytest.mark.skipif(
     not hasattr(os, "setxattr"), reason="the fake keeps its state in Linux xattrs"
@@ -245,11 +242,11 @@ def test_constants_are_the_darwin_headers() -> None:
     # <sys/clonefile.h>, <sys/fcntl.h>, <sys/acl.h>, <copyfile.h>
     assert (CLONE_NOFOLLOW, CLONE_NOOWNERCOPY, CLONE_ACL) == (1, 2, 4)
     assert AT_FDCWD == -2
-    assert _macos.ACL_TYPE_EXTENDED == 0x100
-    assert _macos.COPYFILE_DATA == 8
+    assert (_libsystem.ACL_TYPE_EXTENDED, _libsystem.ACL_FIRST_ENTRY) == (0x100, 0)
+    assert _libsystem.COPYFILE_DATA == 8
     # <sys/stat.h>; CPython's stat module agrees where it has the name
     # (its SF_SETTABLE is the BSD-wide 0xffff0000; Darwin's header says 0x3fff0000).
-    assert _macos.SF_SETTABLE == 0x3FFF0000
+    assert _libsystem.SF_SETTABLE == 0x3FFF0000
     for name in (
         "UF_NODUMP",
         "UF_IMMUTABLE",
@@ -264,8 +261,10 @@ def test_constants_are_the_darwin_headers() -> None:
         "SF_RESTRICTED",
         "SF_NOUNLINK",
     ):
+        # Each is defined once: in cowpath if cowpath uses it, else in the tests.
+        [value] = [getattr(module, name) for module in (_libsystem, darwin) if hasattr(module, name)]
         if hasattr(stat, name):
-            assert getattr(_macos, name) == getattr(stat, name), name
+            assert value == getattr(stat, name), name
     assert (UF_IMMUTABLE, UF_COMPRESSED, UF_DATAVAULT, UF_HIDDEN, SF_RESTRICTED) == (
         0x2,
         0x20,
@@ -276,7 +275,7 @@ def test_constants_are_the_darwin_headers() -> None:
 
 
 def test_error_sets_are_disjoint_and_keep_real_errors_real() -> None:
-    fallback, path = _macos.CLONE_FALLBACK_ERRNOS, _macos.CLONE_PATH_ERRNOS
+    fallback, path = _libsystem.CLONE_FALLBACK_ERRNOS, _libsystem.CLONE_PATH_ERRNOS
     assert not fallback & path
     for real in (errno.ENOSPC, errno.EDQUOT, errno.EIO, errno.ENOMEM, errno.EEXIST):
         assert real not in fallback | path
@@ -287,15 +286,16 @@ def test_importing_loads_nothing() -> None:
     code = textwrap.dedent(
         """
         import sys
+        import cowpath._libsystem as lib
         import cowpath._macos as m
-        assert "ctypes" not in sys.modules, "ctypes imported with the module"
+        assert "ctypes" not in sys.modules, "ctypes imported with the modules"
         import ctypes
         def refuse(*args, **kwargs):
             raise AssertionError("a library was loaded")
         ctypes.CDLL = refuse
         backend = m.MacBackend()
-        m.LibSystem()
-        assert backend.lib is m.LIBSYSTEM and m.LIBSYSTEM._library is None
+        lib.LibSystem()
+        assert backend.lib is lib.LIBSYSTEM and lib.LIBSYSTEM._library is None
         print("ok")
         """
     )
