@@ -13,7 +13,6 @@ filesystem, driven through cowpath's public functions.
 
 from __future__ import annotations
 
-import contextlib
 import errno
 import os
 import shutil
@@ -44,191 +43,36 @@ from cowpath._libsystem import (
     LibSystem,
 )
 from cowpath._macos import MacBackend
+from cowpath._select import use_backend
 from cowpath._staging import umask
 from tests.fakes import darwin
 from tests.fakes.darwin import CLONE_ACL, SF_ARCHIVED, UF_HIDDEN, UF_NODUMP, UF_TRACKED
+from tests.fakes.libsystem import (
+    LOCKED,
+    FakeLibSystem,
+    acl_of,
+    flags_of,
+    names_in,
+    set_acl,
+    set_flags,
+    skip_without_user_xattrs,
+    source_file,
+    xattrs_of,
+)
 
 pytestmark = pytest.mark.skipif(
     not hasattr(os, "setxattr"), reason="the fake keeps its state in Linux xattrs"
 )
 
-_FLAGS = "user.fake.flags"  # where the fake keeps a file's st_flags
-_ACL = "user.fake.acl"  # and its ACL (one text line per entry)
-_KERNEL_CLONE_FLAGS = CLONE_NOFOLLOW | CLONE_NOOWNERCOPY | CLONE_ACL
-_LOCKED = UF_IMMUTABLE | UF_APPEND
-
-
-def _error(code: int) -> OSError:
-    return OSError(code, os.strerror(code))
-
-
-def _get(where: int | Path, name: str) -> bytes | None:
-    """An attribute's value, or None if the file has no such attribute."""
-    try:
-        return os.getxattr(where, name)
-    except OSError as exc:
-        if exc.errno == errno.ENODATA:
-            return None
-        raise
-
-
-class FakeLibSystem(LibSystem):
-    """libSystem's clone, xattr, flag, ACL and fcopyfile calls, done to real Linux files."""
-
-    def __init__(self) -> None:
-        # A path that cannot load: a call the fake does not implement fails loudly.
-        super().__init__("/nonexistent/libSystem.B.dylib")
-        self.calls: list[tuple[Any, ...]] = []
-        self.errors: dict[str, list[int]] = {}  # call name -> errnos to raise, one per call
-        self.protected: set[bytes] = set()  # attributes that refuse removal (EPERM)
-        self.carry_times = True  # the worst case: the clone keeps the source's times
-        self.clone_copies_acl = False  # macOS before 12.6 did
-        self.superuser = False  # may the caller change SF_ flags?
-        self.xattrs_need_write = False  # does removing an attribute need the owner's write bit?
-        self.has_fcopyfile = True
-        self.before_clone: Callable[[bytes], None] | None = None
-        self.modes: list[int] = []  # the clone's mode at each metadata call
-
-    def _maybe_fail(self, name: str) -> None:
-        queue = self.errors.get(name)
-        if queue:
-            raise _error(queue.pop(0))
-
-    def _seen(self, fd: int) -> None:
-        self.modes.append(stat.S_IMODE(os.fstat(fd).st_mode))
-
-    # -- the calls --------------------------------------------------------------
-
-    def fclonefileat(self, src_fd: int, dst_dirfd: int, dst: bytes, flags: int) -> None:
-        self.calls.append(("fclonefileat", src_fd, dst_dirfd, dst, flags))
-        if self.before_clone is not None:
-            self.before_clone(dst)
-        self._maybe_fail("fclonefileat")
-        if flags & ~_KERNEL_CLONE_FLAGS:
-            raise _error(errno.EINVAL)
-        if dst_dirfd != AT_FDCWD:
-            raise _error(errno.EBADF)
-        src_st = os.fstat(src_fd)
-        if not stat.S_ISREG(src_st.st_mode):
-            raise _error(errno.EINVAL)
-        if not flags & CLONE_NOFOLLOW and os.path.islink(dst) and not os.path.exists(dst):
-            dst = os.fsencode(
-                os.path.realpath(dst)
-            )  # the kernel follows a dangling link and creates its target
-        fd = os.open(dst, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
-        try:
-            offset = 0
-            while chunk := os.pread(src_fd, 1 << 20, offset):
-                os.write(fd, chunk)
-                offset += len(chunk)
-            os.fchmod(fd, stat.S_IMODE(src_st.st_mode) & ~(stat.S_ISUID | stat.S_ISGID))
-            for name in os.listxattr(src_fd):
-                if not name.startswith("user.") or (name == _ACL and not self.clone_copies_acl):
-                    continue
-                value = os.getxattr(src_fd, name)
-                if name == _FLAGS:
-                    value = str(int(value) & ~(UF_DATAVAULT | SF_RESTRICTED)).encode()
-                os.setxattr(fd, name, value)
-            if not flags & CLONE_NOOWNERCOPY and os.geteuid() == 0:
-                os.fchown(fd, src_st.st_uid, src_st.st_gid)
-            if self.carry_times:
-                os.utime(fd, ns=(src_st.st_atime_ns, src_st.st_mtime_ns))
-            # A clone shares the blocks without reading them: the source's
-            # access time stays (the pread above would have moved it).
-            with contextlib.suppress(PermissionError):  # another user's file: no atime to keep
-                os.utime(src_fd, ns=(src_st.st_atime_ns, src_st.st_mtime_ns))
-        except BaseException:
-            os.unlink(dst)  # all or nothing, as clonefile(2) promises
-            raise
-        finally:
-            os.close(fd)
-
-    def flistxattr(self, fd: int) -> list[bytes]:
-        self.calls.append(("flistxattr", fd))
-        self._seen(fd)
-        self._maybe_fail("flistxattr")
-        return [
-            name[len("user.") :].encode()
-            for name in os.listxattr(fd)
-            if name.startswith("user.") and not name.startswith("user.fake.")
-        ]
-
-    def fremovexattr(self, fd: int, name: bytes) -> None:
-        self.calls.append(("fremovexattr", fd, name))
-        self._seen(fd)
-        self._maybe_fail("fremovexattr")
-        if name in self.protected or self.file_flags(fd) & _LOCKED:
-            raise _error(errno.EPERM)
-        if self.xattrs_need_write and not os.fstat(fd).st_mode & stat.S_IWUSR:
-            raise _error(errno.EACCES)
-        os.removexattr(fd, "user." + name.decode())
-
-    def fchflags(self, fd: int, flags: int) -> None:
-        self.calls.append(("fchflags", fd, flags))
-        self._seen(fd)
-        self._maybe_fail("fchflags")
-        if (self.file_flags(fd) ^ flags) & 0xFFFF0000 and not self.superuser:
-            raise _error(errno.EPERM)
-        os.setxattr(fd, _FLAGS, str(flags).encode())
-
-    def file_flags(self, fd: int) -> int:
-        value = _get(fd, _FLAGS)
-        return int(value) if value else 0
-
-    def has_acl(self, fd: int) -> bool:
-        self.calls.append(("has_acl", fd))
-        self._maybe_fail("has_acl")
-        return bool(_get(fd, _ACL))
-
-    def fcopyfile(self, src_fd: int, dst_fd: int) -> None:
-        self.calls.append(("fcopyfile", src_fd, dst_fd))
-        if not self.has_fcopyfile:
-            raise _error(errno.ENOSYS)
-        self._maybe_fail("fcopyfile")
-        while chunk := os.read(src_fd, 1 << 16):
-            os.write(dst_fd, chunk)
-
-    # -- for the tests ------------------------------------------------------------
-
-    def named(self, call: str) -> list[tuple[Any, ...]]:
-        return [c for c in self.calls if c[0] == call]
-
-
-def set_flags(path: Path, flags: int) -> None:
-    os.setxattr(path, _FLAGS, str(flags).encode())
-
-
-def flags_of(path: Path) -> int:
-    value = _get(path, _FLAGS)
-    return int(value) if value else 0
-
-
-def xattrs_of(path: Path) -> dict[str, bytes]:
-    return {n: os.getxattr(path, n) for n in os.listxattr(path) if not n.startswith("user.fake.")}
-
 
 @pytest.fixture
 def fake(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[FakeLibSystem]:
-    """The macOS backend with a fake libSystem, installed as cowpath's backend."""
-    try:
-        os.setxattr(tmp_path, "user.probe", b"1")
-    except OSError:
-        pytest.skip(f"{tmp_path} has no user extended attributes")
-    lib = FakeLibSystem()
-    monkeypatch.setattr(_select, "BACKEND", MacBackend(lib))
+    """A fake libSystem under the macOS backend, chosen as cowpath's backend."""
+    skip_without_user_xattrs(tmp_path)
     monkeypatch.delenv("COWPATH_REFLINK", raising=False)
-    return lib
-
-
-def _source(tmp_path: Path, name: str = "src", data: bytes = b"", mode: int = 0o640) -> Path:
-    path = tmp_path / name
-    path.write_bytes(data or os.urandom(70_000))
-    path.chmod(mode)
-    return path
-
-
-def _names(directory: Path) -> set[str]:
-    return {p.name for p in directory.iterdir()}
+    lib = FakeLibSystem()
+    with use_backend(MacBackend(lib)):
+        yield lib
 
 
 def _as(kind: str, path: Path) -> Any:
@@ -366,19 +210,17 @@ def test_binding_marshals_through_a_real_c_library(tmp_path: Path) -> None:
     assert not (tmp_path / "clone").exists()
 
 
-def test_without_libsystem_auto_copies_and_always_says_enosys(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.setattr(_select, "BACKEND", MacBackend(LibSystem("/nonexistent/libSystem.B.dylib")))
-    src = _source(tmp_path)
+def test_without_libsystem_auto_copies_and_always_says_enosys(tmp_path: Path) -> None:
+    src = source_file(tmp_path)
     report = cowpath.CopyReport()
-    cowpath.copy2(src, tmp_path / "dst", report=report)
-    assert (tmp_path / "dst").read_bytes() == src.read_bytes()
-    assert (report.files_cloned, report.files_copied) == (0, 1)
-    with pytest.raises(cowpath.ReflinkNotSupportedError) as info:
-        cowpath.reflink(src, tmp_path / "dst2")
+    with use_backend(MacBackend(LibSystem("/nonexistent/libSystem.B.dylib"))):
+        cowpath.copy2(src, tmp_path / "dst", report=report)
+        assert (tmp_path / "dst").read_bytes() == src.read_bytes()
+        assert (report.files_cloned, report.files_copied) == (0, 1)
+        with pytest.raises(cowpath.ReflinkNotSupportedError) as info:
+            cowpath.reflink(src, tmp_path / "dst2")
     assert info.value.errno == errno.ENOSYS
-    assert _names(tmp_path) == {"src", "dst"}
+    assert names_in(tmp_path) == {"src", "dst"}
 
 
 # -- a new destination is a clone, shaped into shutil's result ------------------
@@ -388,7 +230,7 @@ def test_without_libsystem_auto_copies_and_always_says_enosys(
 def test_new_file_is_cloned_under_a_private_name_and_then_named(
     fake: FakeLibSystem, tmp_path: Path, kind: str
 ) -> None:
-    src = _source(tmp_path)
+    src = source_file(tmp_path)
     report = cowpath.CopyReport()
     got = cowpath.copyfile(_as(kind, src), _as(kind, tmp_path / "dst"), report=report)
     assert got == _as(kind, tmp_path / "dst")
@@ -401,7 +243,7 @@ def test_new_file_is_cloned_under_a_private_name_and_then_named(
     assert staged.parent == tmp_path
     assert staged.name.startswith(".dst.")
     assert staged.name.endswith(".cowpath")
-    assert _names(tmp_path) == {"src", "dst"}
+    assert names_in(tmp_path) == {"src", "dst"}
     assert not fake.named("fcopyfile")
 
 
@@ -421,7 +263,7 @@ def test_mode_is_what_each_shutil_function_gives(
     expected: Callable[[int], int],
     src_mode: int,
 ) -> None:
-    src = _source(tmp_path, mode=src_mode)
+    src = source_file(tmp_path, mode=src_mode)
     function(src, tmp_path / "dst")
     assert fake.named("fclonefileat")
     assert stat.S_IMODE(os.stat(tmp_path / "dst").st_mode) == expected(src_mode)
@@ -431,7 +273,7 @@ def test_the_mode_is_never_wider_than_source_and_final_on_the_way(
     fake: FakeLibSystem, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(_macos, "umask", lambda: 0o077)
-    src = _source(tmp_path, mode=0o644)
+    src = source_file(tmp_path, mode=0o644)
     os.setxattr(src, "user.where", b"from")
     cowpath.copyfile(src, tmp_path / "dst")
     assert stat.S_IMODE(os.stat(tmp_path / "dst").st_mode) == 0o600
@@ -445,7 +287,7 @@ def test_no_extended_attribute_survives(
     fake: FakeLibSystem, tmp_path: Path, function: Callable[..., Any]
 ) -> None:
     # shutil copies none on macOS (CPython has no os.listxattr there); the clone carries them all.
-    src = _source(tmp_path)
+    src = source_file(tmp_path)
     os.setxattr(src, "user.com.apple.quarantine", b"0081;5f;Safari;")
     os.setxattr(src, "user.com.apple.metadata:kMDItemWhereFroms", b"bplist")
     function(src, tmp_path / "dst")
@@ -459,7 +301,7 @@ def test_copy2_copies_times_and_the_others_get_fresh_ones(
     fake: FakeLibSystem, tmp_path: Path, carry_times: bool
 ) -> None:
     fake.carry_times = carry_times
-    src = _source(tmp_path)
+    src = source_file(tmp_path)
     old = (1_000_000_000_123_456_789, 1_100_000_000_987_654_321)
     os.utime(src, ns=old)
     started = time.time_ns() - 2_000_000_000
@@ -491,7 +333,7 @@ def test_flags_are_shutils_and_compression_stays(
     expected: Callable[[int], int],
     flags: int,
 ) -> None:
-    src = _source(tmp_path)
+    src = source_file(tmp_path)
     set_flags(src, flags)
     function(src, tmp_path / "dst")
     assert fake.named("fclonefileat")
@@ -503,7 +345,7 @@ def test_flags_are_shutils_and_compression_stays(
 def test_locking_flags_are_cleared_before_anything_else(fake: FakeLibSystem, tmp_path: Path) -> None:
     # An immutable clone refuses attribute removal (and chmod, utime,
     # rename): its flags must be cleared first.
-    src = _source(tmp_path)
+    src = source_file(tmp_path)
     os.setxattr(src, "user.com.apple.FinderInfo", b"\0" * 32)
     set_flags(src, UF_IMMUTABLE | UF_HIDDEN)
     report = cowpath.CopyReport()
@@ -515,14 +357,14 @@ def test_locking_flags_are_cleared_before_anything_else(fake: FakeLibSystem, tmp
         i for i, call in enumerate(fake.calls) if call[0] in ("fchflags", "flistxattr", "fremovexattr")
     )
     assert fake.calls[first][0] == "fchflags"
-    assert not fake.calls[first][2] & _LOCKED
+    assert not fake.calls[first][2] & LOCKED
 
 
 def test_a_read_only_clone_gets_only_the_owners_write_bit_to_lose_its_attributes(
     fake: FakeLibSystem, tmp_path: Path
 ) -> None:
     fake.xattrs_need_write = True
-    src = _source(tmp_path, mode=0o444)
+    src = source_file(tmp_path, mode=0o444)
     os.setxattr(src, "user.com.apple.lastuseddate#PS", b"12345678")
     report = cowpath.CopyReport()
     cowpath.copy(src, tmp_path / "dst", report=report)
@@ -547,16 +389,16 @@ def test_a_clone_the_owner_cannot_read_is_opened_all_the_same() -> None:
         except OSError:
             pytest.skip(f"{where} has no user extended attributes")
         where.chmod(0o777)
-        src = _source(where, mode=0o044)
+        src = source_file(where, mode=0o044)
         pid = os.fork()
         if pid == 0:  # pragma: no cover - the child reports through its exit status
             code = 1
             try:
                 os.setgid(nobody)
                 os.setuid(nobody)
-                _select.BACKEND = MacBackend(FakeLibSystem())  # type: ignore[misc]
                 report = cowpath.CopyReport()
-                cowpath.copy(src, where / "dst", report=report)
+                with use_backend(MacBackend(FakeLibSystem())):
+                    cowpath.copy(src, where / "dst", report=report)
                 code = 0 if report.files_cloned == 1 else 2
             finally:
                 os._exit(code)
@@ -565,7 +407,7 @@ def test_a_clone_the_owner_cannot_read_is_opened_all_the_same() -> None:
         assert (where / "dst").read_bytes() == src.read_bytes()
         assert stat.S_IMODE(os.stat(where / "dst").st_mode) == 0o044
         assert os.stat(where / "dst").st_uid == nobody
-        assert _names(where) == {"src", "dst"}
+        assert names_in(where) == {"src", "dst"}
     finally:
         shutil.rmtree(where, ignore_errors=True)
 
@@ -576,13 +418,13 @@ def test_copy2_of_a_locked_file_leaves_the_flags_to_copystat_after_naming(
     # A file that is immutable before it has its name could never be named:
     # the backend says it did not apply the metadata, and copy2 calls
     # shutil.copystat by path, which sets the flags last, as shutil does.
-    src = _source(tmp_path, mode=0o640)
+    src = source_file(tmp_path, mode=0o640)
     os.utime(src, ns=(5_000_000_000, 6_000_000_000))
     set_flags(src, UF_APPEND | UF_HIDDEN)
-    backend = _select.BACKEND
+    backend = _select.backend()
     applied = backend.copy_data(str(src), str(tmp_path / "dst"), "always", None, META_STAT)
     assert applied is False
-    assert not flags_of(tmp_path / "dst") & _LOCKED
+    assert not flags_of(tmp_path / "dst") & LOCKED
     assert stat.S_IMODE(os.stat(tmp_path / "dst").st_mode) == 0o640
     assert os.stat(tmp_path / "dst").st_mtime_ns == 6_000_000_000
 
@@ -591,7 +433,7 @@ def test_copy2_of_a_locked_file_leaves_the_flags_to_copystat_after_naming(
 def test_a_source_with_system_flags_is_copied(fake: FakeLibSystem, tmp_path: Path, flags: int) -> None:
     # Only the superuser may clear system flags, and an SF_IMMUTABLE clone
     # could not even be removed again: such a source is never cloned.
-    src = _source(tmp_path)
+    src = source_file(tmp_path)
     set_flags(src, flags)
     report = cowpath.CopyReport()
     cowpath.copyfile(src, tmp_path / "dst", report=report)
@@ -606,7 +448,7 @@ def test_a_source_with_system_flags_is_copied(fake: FakeLibSystem, tmp_path: Pat
 def test_a_restricted_source_clones_for_copy_but_not_for_copy2(fake: FakeLibSystem, tmp_path: Path) -> None:
     # The kernel does not give a clone SF_RESTRICTED; copyfile and copy want
     # no flags anyway, but copy2 must try to set it as shutil.copystat does.
-    src = _source(tmp_path)
+    src = source_file(tmp_path)
     set_flags(src, SF_RESTRICTED)
     report = cowpath.CopyReport()
     cowpath.copy(src, tmp_path / "one", report=report)
@@ -620,7 +462,7 @@ def test_a_restricted_source_clones_for_copy_but_not_for_copy2(fake: FakeLibSyst
 def test_the_clone_belongs_to_the_caller(fake: FakeLibSystem, tmp_path: Path) -> None:
     if os.geteuid() != 0:
         pytest.skip("giving the source to another owner needs root")
-    src = _source(tmp_path)
+    src = source_file(tmp_path)
     os.chown(src, 12345, 12345)
     cowpath.copy2(src, tmp_path / "dst")
     assert fake.named("fclonefileat")
@@ -632,13 +474,13 @@ def test_a_source_with_an_acl_is_copied(fake: FakeLibSystem, tmp_path: Path) -> 
     # A clone may carry the source's ACL (before macOS 12.6), which no
     # shutil function copies; without one, a clone has what a new file gets.
     fake.clone_copies_acl = True
-    src = _source(tmp_path)
-    os.setxattr(src, _ACL, b"user:alice allow read")
+    src = source_file(tmp_path)
+    set_acl(src, b"user:alice allow read")
     report = cowpath.CopyReport()
     cowpath.copy(src, tmp_path / "dst", report=report)
     assert (report.files_cloned, report.files_copied) == (0, 1)
     assert not fake.named("fclonefileat")
-    assert _get(tmp_path / "dst", _ACL) is None
+    assert acl_of(tmp_path / "dst") is None
     with pytest.raises(cowpath.ReflinkNotSupportedError) as info:
         cowpath.copyfile(src, tmp_path / "dst2", reflink="always")
     assert info.value.errno == errno.ENOTSUP
@@ -657,7 +499,7 @@ def test_a_planted_symlink_at_the_private_name_is_not_followed(fake: FakeLibSyst
             os.symlink(bait, name)
 
     fake.before_clone = plant
-    src = _source(tmp_path)
+    src = source_file(tmp_path)
     report = cowpath.CopyReport()
     cowpath.copyfile(src, tmp_path / "dst", report=report)
     assert report.files_cloned == 1
@@ -686,7 +528,7 @@ def _existing(tmp_path: Path, mode: int = 0o604) -> tuple[Path, bytes, os.stat_r
 def test_an_existing_destination_is_copied_in_place_never_cloned(
     fake: FakeLibSystem, tmp_path: Path, function: Callable[..., Any]
 ) -> None:
-    src = _source(tmp_path, mode=0o640)
+    src = source_file(tmp_path, mode=0o640)
     dst, _, before = _existing(tmp_path)
     report = cowpath.CopyReport()
     function(src, dst, report=report)
@@ -701,7 +543,7 @@ def test_an_existing_destination_is_copied_in_place_never_cloned(
 
 
 def test_an_existing_destination_is_written_through_a_symlink(fake: FakeLibSystem, tmp_path: Path) -> None:
-    src = _source(tmp_path)
+    src = source_file(tmp_path)
     dst, _, before = _existing(tmp_path)
     os.symlink(dst, tmp_path / "link")
     cowpath.copyfile(src, tmp_path / "link")
@@ -715,7 +557,7 @@ def test_an_existing_destination_is_written_through_a_symlink(fake: FakeLibSyste
 def test_always_onto_an_existing_destination_raises_and_changes_nothing(
     fake: FakeLibSystem, tmp_path: Path, function: Callable[..., Any]
 ) -> None:
-    src = _source(tmp_path, mode=0o600)
+    src = source_file(tmp_path, mode=0o600)
     dst, old, before = _existing(tmp_path, mode=0o644)
     with pytest.raises(cowpath.ReflinkNotSupportedError) as info:
         function(src, dst, reflink="always")
@@ -730,14 +572,14 @@ def test_always_onto_an_existing_destination_raises_and_changes_nothing(
         before.st_mtime_ns,
     )
     assert not fake.named("fclonefileat")
-    assert _names(tmp_path) == {"src", "dst", "hardlink"}
+    assert names_in(tmp_path) == {"src", "dst", "hardlink"}
 
 
 @pytest.mark.parametrize("function", [cowpath.copyfile, cowpath.copy2])
 def test_atomic_replaces_an_existing_destination_with_a_clone(
     fake: FakeLibSystem, tmp_path: Path, function: Callable[..., Any]
 ) -> None:
-    src = _source(tmp_path, mode=0o640)
+    src = source_file(tmp_path, mode=0o640)
     os.setxattr(src, "user.tag", b"x")
     dst, old, before = _existing(tmp_path, mode=0o604)
     report = cowpath.CopyReport()
@@ -749,7 +591,7 @@ def test_atomic_replaces_an_existing_destination_with_a_clone(
     expected_mode = 0o604 if function is cowpath.copyfile else 0o640
     assert stat.S_IMODE(os.stat(dst).st_mode) == expected_mode
     assert xattrs_of(dst) == {}
-    assert _names(tmp_path) == {"src", "dst", "hardlink"}
+    assert names_in(tmp_path) == {"src", "dst", "hardlink"}
 
 
 def test_atomic_replacement_keeps_the_old_owner_where_root_may_give_it(
@@ -757,7 +599,7 @@ def test_atomic_replacement_keeps_the_old_owner_where_root_may_give_it(
 ) -> None:
     if os.geteuid() != 0:
         pytest.skip("giving a file away needs root")
-    src = _source(tmp_path, mode=0o4755)
+    src = source_file(tmp_path, mode=0o4755)
     dst, _, _ = _existing(tmp_path)
     os.chown(dst, 12345, 23456)
     cowpath.copy(src, dst, atomic=True)
@@ -768,7 +610,7 @@ def test_atomic_replacement_keeps_the_old_owner_where_root_may_give_it(
 
 
 def test_atomic_through_a_symlink_keeps_the_link(fake: FakeLibSystem, tmp_path: Path) -> None:
-    src = _source(tmp_path)
+    src = source_file(tmp_path)
     dst, _, _ = _existing(tmp_path)
     os.symlink("dst", tmp_path / "link")
     cowpath.copyfile(src, tmp_path / "link", atomic=True)
@@ -787,7 +629,7 @@ def test_atomic_through_a_symlink_keeps_the_link(fake: FakeLibSystem, tmp_path: 
 def test_refused_clone_copies_or_raises_with_both_names(
     fake: FakeLibSystem, tmp_path: Path, code: int
 ) -> None:
-    src = _source(tmp_path, mode=0o750)
+    src = source_file(tmp_path, mode=0o750)
     fake.errors["fclonefileat"] = [code]
     report = cowpath.CopyReport()
     cowpath.copy(src, tmp_path / "dst", report=report)
@@ -800,7 +642,7 @@ def test_refused_clone_copies_or_raises_with_both_names(
         cowpath.copy(src, tmp_path / "dst2", reflink="always")
     assert info.value.errno == code
     assert (info.value.filename, info.value.filename2) == (str(src), str(tmp_path / "dst2"))
-    assert _names(tmp_path) == {"src", "dst"}
+    assert names_in(tmp_path) == {"src", "dst"}
 
 
 @pytest.mark.parametrize("mode", ["auto", "always"])
@@ -808,7 +650,7 @@ def test_refused_clone_copies_or_raises_with_both_names(
 def test_real_errors_raise_with_both_names_and_leave_nothing(
     fake: FakeLibSystem, tmp_path: Path, code: int, mode: str
 ) -> None:
-    src = _source(tmp_path)
+    src = source_file(tmp_path)
     fake.errors["fclonefileat"] = [code]
     with pytest.raises(OSError) as info:
         cowpath.copy2(src, tmp_path / "dst", reflink=mode)  # type: ignore[arg-type]
@@ -816,14 +658,14 @@ def test_real_errors_raise_with_both_names_and_leave_nothing(
     assert info.value.errno == code
     assert (info.value.filename, info.value.filename2) == (str(src), str(tmp_path / "dst"))
     assert not fake.named("fcopyfile")
-    assert _names(tmp_path) == {"src"}
+    assert names_in(tmp_path) == {"src"}
 
 
 @pytest.mark.parametrize("mode", ["auto", "always"])
 def test_a_missing_directory_raises_what_shutil_raises(
     fake: FakeLibSystem, tmp_path: Path, mode: str
 ) -> None:
-    src = _source(tmp_path)
+    src = source_file(tmp_path)
     with pytest.raises(OSError) as theirs:
         shutil.copyfile(src, tmp_path / "missing" / "dst")
     with pytest.raises(OSError) as mine:
@@ -835,7 +677,7 @@ def test_a_missing_directory_raises_what_shutil_raises(
         theirs.value.filename2,
     )
     assert fake.named("fclonefileat")  # it was tried, and said ENOENT
-    assert _names(tmp_path) == {"src"}
+    assert names_in(tmp_path) == {"src"}
 
 
 @pytest.mark.parametrize("mode", ["auto", "always"])
@@ -851,7 +693,7 @@ def test_a_missing_directory_raises_what_shutil_raises(
 def test_a_failure_after_the_clone_exists_leaves_no_staging_file(
     fake: FakeLibSystem, tmp_path: Path, call: str, code: int, mode: str
 ) -> None:
-    src = _source(tmp_path)
+    src = source_file(tmp_path)
     os.setxattr(src, "user.com.apple.macl", b"\x01")
     set_flags(src, UF_HIDDEN)
     fake.errors[call] = [code]
@@ -861,29 +703,29 @@ def test_a_failure_after_the_clone_exists_leaves_no_staging_file(
         cowpath.copyfile(src, tmp_path / "dst", report=report, reflink=mode)  # type: ignore[arg-type]
         assert (report.files_cloned, report.files_copied) == (0, 1)
         assert (tmp_path / "dst").read_bytes() == src.read_bytes()
-        assert _names(tmp_path) == {"src", "dst"}
+        assert names_in(tmp_path) == {"src", "dst"}
         return
     with pytest.raises(OSError) as info:
         cowpath.copyfile(src, tmp_path / "dst", reflink=mode)  # type: ignore[arg-type]
     assert isinstance(info.value, cowpath.ReflinkNotSupportedError) == refused
     assert info.value.errno == code
     assert (info.value.filename, info.value.filename2) == (str(src), str(tmp_path / "dst"))
-    assert _names(tmp_path) == {"src"}
+    assert names_in(tmp_path) == {"src"}
 
 
 def test_a_protected_attribute_means_a_copy(fake: FakeLibSystem, tmp_path: Path) -> None:
-    src = _source(tmp_path)
+    src = source_file(tmp_path)
     os.setxattr(src, "user.com.apple.provenance", b"\x01\x02")
     fake.protected.add(b"com.apple.provenance")
     report = cowpath.CopyReport()
     cowpath.copy2(src, tmp_path / "dst", report=report)
     assert (report.files_cloned, report.files_copied) == (0, 1)
     assert (tmp_path / "dst").read_bytes() == src.read_bytes()
-    assert _names(tmp_path) == {"src", "dst"}
+    assert names_in(tmp_path) == {"src", "dst"}
 
 
 def test_an_interrupt_while_shaping_the_clone_leaves_nothing(fake: FakeLibSystem, tmp_path: Path) -> None:
-    src = _source(tmp_path)
+    src = source_file(tmp_path)
 
     def interrupt(fd: int) -> list[bytes]:
         raise KeyboardInterrupt
@@ -892,11 +734,11 @@ def test_an_interrupt_while_shaping_the_clone_leaves_nothing(fake: FakeLibSystem
     with pytest.raises(KeyboardInterrupt):
         cowpath.copyfile(src, tmp_path / "dst")
     assert fake.named("fclonefileat")
-    assert _names(tmp_path) == {"src"}
+    assert names_in(tmp_path) == {"src"}
 
 
 def test_enosys_switches_cloning_off_for_the_process(fake: FakeLibSystem, tmp_path: Path) -> None:
-    src = _source(tmp_path)
+    src = source_file(tmp_path)
     fake.errors["fclonefileat"] = [errno.ENOSYS]
     cowpath.copyfile(src, tmp_path / "one")
     cowpath.copyfile(src, tmp_path / "two")
@@ -907,7 +749,7 @@ def test_enosys_switches_cloning_off_for_the_process(fake: FakeLibSystem, tmp_pa
 def test_a_destination_that_appears_meanwhile_is_replaced_whole(fake: FakeLibSystem, tmp_path: Path) -> None:
     # Another copy finished first: its file is replaced by the whole clone,
     # never rewritten in place (late copies writing into it could mix).
-    src = _source(tmp_path)
+    src = source_file(tmp_path)
     dst = tmp_path / "dst"
 
     def appear(name: bytes) -> None:
@@ -920,17 +762,17 @@ def test_a_destination_that_appears_meanwhile_is_replaced_whole(fake: FakeLibSys
     assert report.files_cloned == 1
     assert dst.read_bytes() == src.read_bytes()
     assert (tmp_path / "other-link").read_bytes() == b"someone else's"
-    assert _names(tmp_path) == {"src", "dst", "other-link"}
+    assert names_in(tmp_path) == {"src", "dst", "other-link"}
 
 
 def test_a_directory_that_appears_meanwhile_gets_shutils_error(fake: FakeLibSystem, tmp_path: Path) -> None:
-    src = _source(tmp_path)
+    src = source_file(tmp_path)
     dst = tmp_path / "dst"
     fake.before_clone = lambda name: dst.mkdir()
     with pytest.raises(IsADirectoryError) as caught:
         cowpath.copyfile(src, dst)
     assert caught.value.filename == str(dst)
-    assert _names(tmp_path) == {"src", "dst"}
+    assert names_in(tmp_path) == {"src", "dst"}
     assert not list(dst.iterdir())
 
 
@@ -938,7 +780,7 @@ def test_a_directory_that_appears_meanwhile_gets_shutils_error(fake: FakeLibSyst
 
 
 def test_never_copies_with_fcopyfile_into_the_staged_file(fake: FakeLibSystem, tmp_path: Path) -> None:
-    src = _source(tmp_path)
+    src = source_file(tmp_path)
     report = cowpath.CopyReport()
     cowpath.copy2(src, tmp_path / "dst", reflink="never", report=report)
     assert not fake.named("fclonefileat")
@@ -950,7 +792,7 @@ def test_never_copies_with_fcopyfile_into_the_staged_file(fake: FakeLibSystem, t
 
 @pytest.mark.parametrize("code", [errno.EINVAL, errno.ENOTSUP])
 def test_fcopyfile_giving_up_falls_back_to_read_write(fake: FakeLibSystem, tmp_path: Path, code: int) -> None:
-    src = _source(tmp_path)
+    src = source_file(tmp_path)
     fake.errors["fcopyfile"] = [code]
     report = cowpath.CopyReport()
     cowpath.copyfile(src, tmp_path / "dst", reflink="never", report=report)
@@ -960,19 +802,19 @@ def test_fcopyfile_giving_up_falls_back_to_read_write(fake: FakeLibSystem, tmp_p
 
 def test_without_posix_fcopyfile_data_is_read_and_written(fake: FakeLibSystem, tmp_path: Path) -> None:
     fake.has_fcopyfile = False
-    src = _source(tmp_path)
+    src = source_file(tmp_path)
     cowpath.copyfile(src, tmp_path / "dst", reflink="never")
     assert (tmp_path / "dst").read_bytes() == src.read_bytes()
 
 
 def test_fcopyfile_real_errors_raise_with_both_names(fake: FakeLibSystem, tmp_path: Path) -> None:
-    src = _source(tmp_path)
+    src = source_file(tmp_path)
     fake.errors["fcopyfile"] = [errno.ENOSPC]
     with pytest.raises(OSError) as info:
         cowpath.copyfile(src, tmp_path / "dst", reflink="never")
     assert info.value.errno == errno.ENOSPC
     assert (info.value.filename, info.value.filename2) == (str(src), str(tmp_path / "dst"))
-    assert _names(tmp_path) == {"src"}
+    assert names_in(tmp_path) == {"src"}
 
 
 def test_the_real_binding_uses_posix_fcopyfile_with_copyfile_data(
@@ -1024,7 +866,7 @@ def test_copytree_clones_each_file_straight_into_the_private_tree(
         staged = os.fsdecode(call[3])
         assert "/.cowpath-" in staged
         assert not os.path.basename(staged).startswith(".")
-    assert _names(tmp_path / "dst") == {"a.txt", "sub"}
+    assert names_in(tmp_path / "dst") == {"a.txt", "sub"}
 
 
 def test_copytree_into_an_existing_directory_stages_each_clone(fake: FakeLibSystem, tmp_path: Path) -> None:
@@ -1040,9 +882,9 @@ def test_copytree_into_an_existing_directory_stages_each_clone(fake: FakeLibSyst
 def test_direct_clone_onto_an_existing_name_takes_the_general_path(
     fake: FakeLibSystem, tmp_path: Path
 ) -> None:
-    src = _source(tmp_path)
+    src = source_file(tmp_path)
     (tmp_path / "dst").write_bytes(b"there")
-    backend = _select.BACKEND
+    backend = _select.backend()
     assert backend.copy_new_file(str(src), str(tmp_path / "dst"), "auto", META_NONE, direct=True) is None
     assert (tmp_path / "dst").read_bytes() == b"there"
 
@@ -1053,7 +895,7 @@ def test_copytree_with_symlinks_never_asks_the_backend_for_a_link(
     # Symlinks are made above the backend (os.symlink, as shutil does), so
     # the backend never needs CLONE_NOFOLLOW for a source.
     (tmp_path / "src").mkdir()
-    target = _source(tmp_path / "src", "target")
+    target = source_file(tmp_path / "src", "target")
     os.symlink("target", tmp_path / "src" / "link")
     cowpath.copytree(tmp_path / "src", tmp_path / "dst", symlinks=True)
     cowpath.copyfile(tmp_path / "src" / "link", tmp_path / "link-copy", follow_symlinks=False)
@@ -1073,4 +915,4 @@ def test_supports_reflink_makes_a_real_probe(fake: FakeLibSystem, tmp_path: Path
         assert cowpath.supports_reflink(tmp_path) is False
     finally:
         cowpath._probe.clear_cache()
-    assert _names(tmp_path) == set()
+    assert names_in(tmp_path) == set()
