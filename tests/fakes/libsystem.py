@@ -211,6 +211,7 @@ def acl_of(path: Path) -> bytes | None:
 
 
 def xattrs_of(path: Path) -> dict[str, bytes]:
+    """The file's extended attributes, without those holding the fake's state."""
     return {n: os.getxattr(path, n) for n in os.listxattr(path) if not n.startswith("user.fake.")}
 
 
@@ -226,6 +227,7 @@ def skip_without_user_xattrs(directory: Path) -> None:
 
 
 def source_file(directory: Path, name: str = "src", data: bytes = b"", mode: int = 0o640) -> Path:
+    """A file of 70,000 random bytes (or ``data``) with ``mode``."""
     path = directory / name
     path.write_bytes(data or os.urandom(70_000))
     path.chmod(mode)
