@@ -8,7 +8,7 @@ through the hooks of :class:`Backend`:
 
 ``clone(transfer)``
     clone an open source into an open destination (Linux FICLONE, Windows
-    FSCTL_DUPLICATE_EXTENTS_TO_FILE); declared by ``clones_into_files``.
+    FSCTL_DUPLICATE_EXTENTS_TO_FILE); by default there is no clone call.
 ``clone_new(source, path)``
     create a new file as a clone of an open source (macOS clonefile);
     declared by ``clones_new_files``.
@@ -113,8 +113,6 @@ class Backend(ABC):
 
     #: Short name shown by diagnostics ("linux", "macos", "windows", "portable").
     name: ClassVar[str]
-    #: The OS can clone into an open file: :meth:`clone` is implemented.
-    clones_into_files: ClassVar[bool] = False
     #: The OS can create a new file as a clone: :meth:`clone_new` is implemented.
     clones_new_files: ClassVar[bool] = False
     #: New files may be staged as unnamed O_TMPFILE files, linked through /proc/self/fd.
@@ -123,6 +121,9 @@ class Backend(ABC):
     #: backend, which also serves a faked ``os`` (pyfakefs) whose descriptor
     #: and path calls need not agree: it works by path.
     fd_metadata: ClassVar[bool] = True
+    #: copy2 copies extended attributes, as shutil.copystat does where the
+    #: os module has the xattr calls (Linux; not macOS, not Windows).
+    copies_xattrs: ClassVar[bool] = False
 
     def clone(self, transfer: Transfer) -> None:
         """Make the open destination a clone of the open source, replacing all its data.

@@ -276,12 +276,12 @@ def _clone_new(backend: Backend, source: Source, target: StrOrBytesPath, mode: i
     job = source.job
     names = [target] if job.direct else [private_name(target) for _ in range(8)]
     for path in names:
+        if not job.direct:
+            job.private.append(path)
         try:
             fd = backend.clone_new(source, path, mode)
         except FileExistsError:
             continue  # a taken private name: draw another (with direct, the tree's general path)
-        if not job.direct:
-            job.private.append(path)
         return Staging(fd, target, path, direct=job.direct)
     if job.direct:
         return None
@@ -347,8 +347,6 @@ def _fill(backend: Backend, transfer: Transfer) -> tuple[bool, int]:
         transfer = replace(transfer, dst_size=dst_st.st_size)
     if job.mode != "never":
         try:
-            if not backend.clones_into_files:
-                raise CannotClone(errno.EOPNOTSUPP, "no clone support on this platform")
             backend.clone(transfer)
         except CannotClone:
             if job.mode == "always":

@@ -93,7 +93,7 @@ class LinuxBackend(Backend):
     """FICLONE first; otherwise an in-kernel copy that keeps holes."""
 
     name = "linux"
-    clones_into_files = True
+    copies_xattrs = True
 
     def __init__(self, unnamed_staging: bool = True) -> None:
         # False stages new files under private names, as on systems without

@@ -1,10 +1,13 @@
 """macOS backend: clonefile(2) for new files, fcopyfile(3) to copy.
 
 ``fclonefileat`` creates its destination: it cannot write into an open or
-existing file. A new destination is therefore cloned under a private name
-beside it (or, in a tree copy, under its own name inside the tree's private
-staging directory), given exactly the metadata the shutil function would
-give, and only then named. An existing destination is written in place, as
+existing file. The backend therefore implements the engine's ``clone_new``
+hook: the engine asks for a clone under a private name beside a new
+destination (or, in a tree copy, under its own name inside the tree's
+private staging directory); the backend strips it of what clonefile carries
+beyond the data (flags, extended attributes; sources with an ACL or system
+flags are not cloned), and the engine gives it exactly the metadata the
+shutil function would give, and only then names it. An existing destination is written in place, as
 shutil does, which on APFS means a copy; ``atomic=True`` replaces it with a
 clone instead.
 
@@ -29,23 +32,14 @@ is asked for.
 
 from __future__ import annotations
 
-import contextlib
 import errno
 import os
 import stat
-from collections.abc import Iterable
 from typing import Final
 
-from ._api import (
-    META_NONE,
-    META_STAT,
-    FdBackend,
-    ReflinkMode,
-    StrOrBytesPath,
-    _replace_appeared,
-    copy_by_reading,
-)
-from ._errors import CannotClone, with_filenames
+from ._backend import Backend, Source, Transfer
+from ._common import Metadata, StrOrBytesPath, copy_by_reading, remove_quietly
+from ._errors import CannotClone
 from ._libsystem import (
     _ENOATTR,
     _NO_FLAGS_ERRNOS,
@@ -68,7 +62,6 @@ from ._libsystem import (
     XATTR_KEPT_ERRNOS,
     LibSystem,
 )
-from ._staging import Staging, _private_name, umask
 
 __all__ = ["MacBackend"]
 
@@ -92,20 +85,19 @@ _OPEN_CLONE: Final = (
 _CLONE_FLAGS: Final = CLONE_NOFOLLOW | CLONE_NOOWNERCOPY
 
 
-class MacBackend(FdBackend):
+class MacBackend(Backend):
     """clonefile(2) for new destinations (and atomic replacement); fcopyfile(3) otherwise."""
 
     name = "macos"
+    clones_new_files = True
 
     def __init__(self, lib: LibSystem | None = None) -> None:
         self.lib = LIBSYSTEM if lib is None else lib
         self._clone_missing = False
 
-    # -- what the engine asks of every backend ------------------------------
+    # -- the engine's hooks ------------------------------------------------------
 
-    def clone_fd(
-        self, src_fd: int, dst_fd: int, src_st: os.stat_result, dst_size: int, dst: StrOrBytesPath
-    ) -> None:
+    def clone(self, transfer: Transfer) -> None:
         # Reached only for a file that already exists (an existing
         # destination written in place, or a staged copy after a refused
         # clone): clonefile(2) creates its destination, and refuses one
@@ -117,66 +109,43 @@ class MacBackend(FdBackend):
             "clonefile(2) cannot write into an existing file; atomic=True replaces it with a clone",
         )
 
-    def copy_fd(self, src_fd: int, dst_fd: int, src_st: os.stat_result, may_clone: bool) -> int:
+    def copy(self, transfer: Transfer, may_clone: bool) -> int:
         # As shutil.copyfile on macOS: fcopyfile(COPYFILE_DATA), which never
         # clones (so "never" may use it too); read/write if it gives up.
         try:
-            self.lib.fcopyfile(src_fd, dst_fd)
+            self.lib.fcopyfile(transfer.src_fd, transfer.dst_fd)
         except OSError as exc:
             if exc.errno not in FCOPYFILE_GIVEUP_ERRNOS:
                 raise
-            return copy_by_reading(src_fd, dst_fd)
-        return os.fstat(dst_fd).st_size
+            return copy_by_reading(transfer.src_fd, transfer.dst_fd)
+        return os.fstat(transfer.dst_fd).st_size
 
-    def _write_staged(
-        self,
-        src_fd: int,
-        src_st: os.stat_result,
-        target: StrOrBytesPath,
-        mode: ReflinkMode,
-        src: StrOrBytesPath,
-        dst: StrOrBytesPath,
-        metadata: int,
-        existing: os.stat_result | None,
-        restat: bool,
-        direct: bool = False,
-    ) -> tuple[bool, int, bool] | None:
-        if mode != "never" and not self._clone_missing:
+    def file_flags(self, fd: int) -> int:
+        return self.lib.file_flags(fd)
+
+    def set_flags(self, fd: int, flags: int) -> bool:
+        # UF_COMPRESSED is kept as the file has it: it says how the data is
+        # stored (as the shared blocks of a clone do), and clearing it would
+        # expose a compressed file's empty data fork.
+        current = self.lib.file_flags(fd)
+        wanted = (flags & ~UF_COMPRESSED) | (current & UF_COMPRESSED)
+        if wanted & _LOCKING_FLAGS:
+            # They would forbid naming the file: shutil.copystat sets times,
+            # mode and flags by path once it has its name.
+            return False
+        if wanted != current:
             try:
-                return self._clone_new(src_fd, src_st, target, src, dst, metadata, existing, restat, direct)
-            except CannotClone as signal:
-                if mode == "always" and signal.errno not in CLONE_PATH_ERRNOS:
-                    raise signal.to_error(src, dst) from None
-        # The engine's staged copy; it meets a path error at its own open.
-        return super()._write_staged(
-            src_fd, src_st, target, mode, src, dst, metadata, existing, restat, direct
-        )
+                self.lib.fchflags(fd, wanted)
+            except OSError as exc:
+                if exc.errno not in _NO_FLAGS_ERRNOS:  # ignored as shutil.copystat ignores them
+                    raise
+        return True
 
-    # -- cloning a new file ---------------------------------------------------
-
-    def _clone_new(
-        self,
-        src_fd: int,
-        src_st: os.stat_result,
-        target: StrOrBytesPath,
-        src: StrOrBytesPath,
-        dst: StrOrBytesPath,
-        metadata: int,
-        existing: os.stat_result | None,
-        restat: bool,
-        direct: bool,
-    ) -> tuple[bool, int, bool] | None:
-        """Clone ``src_fd``, shape the clone into shutil's result and name it ``target``.
-
-        Returns ``(True, bytes, applied)``; a regular file that another copy
-        put under the name meanwhile is replaced whole, as the engine does
-        (several late copies writing into it in place could mix their
-        data). None when something else appeared there (the engine then
-        handles it as shutil does) or, with ``direct``, the name exists (the
-        tree copy takes its general path). Raises
-        CannotClone while nothing is left behind, OSError for real errors.
-        """
+    def clone_new(self, source: Source, path: StrOrBytesPath, mode: int) -> int:
+        if self._clone_missing:
+            raise CannotClone(errno.ENOSYS, "clonefile(2) is unavailable in this process")
         lib = self.lib
+        src_fd, src_st = source.fd, source.st
         if not stat.S_ISREG(src_st.st_mode):
             # Only files are cloned here: a directory would clone whole,
             # and a block device does not clone (EINVAL).
@@ -185,10 +154,9 @@ class MacBackend(FdBackend):
         # a clone does not take are system flags too (only the superuser, or
         # nobody, may set them): a copy makes copy2 fail or succeed exactly
         # as shutil's does.
-        refused = _SYSTEM_FLAGS | (_NOT_CLONED_FLAGS if metadata == META_STAT else 0)
+        refused = _SYSTEM_FLAGS | (_NOT_CLONED_FLAGS if source.job.metadata is Metadata.STAT else 0)
         try:
-            src_flags = lib.file_flags(src_fd)
-            if src_flags & refused:
+            if lib.file_flags(src_fd) & refused:
                 raise CannotClone(errno.EPERM, "the source has system flags, which a clone would carry")
             if lib.has_acl(src_fd):
                 # Where the source has no ACL, a clone has what a new file
@@ -202,92 +170,56 @@ class MacBackend(FdBackend):
             if exc.errno == errno.ENOSYS:
                 self._clone_missing = True
             raise CannotClone(exc.errno or errno.EIO, str(exc)) from None
-        path = self._clone_to_new_name(src_fd, target, direct, src, dst)
-        if path is None:
-            return None
+        self._clone_to(src_fd, path)
         try:
             fd, clone_st = _open_clone(path, src_st)
-        except OSError as exc:
-            _remove_quietly(path)
-            # The error names the caller's files, not the private name.
-            raise type(exc)(exc.errno, exc.strerror, _name(src), None, _name(dst)) from None
         except BaseException:
-            _remove_quietly(path)
+            remove_quietly(path)
             raise
-        staging = Staging(fd, target, path, direct=direct)
         try:
-            applied = self._shape(fd, clone_st, src_fd, src_st, src_flags, metadata, existing, restat)
-            if not staging.commit(replace=existing is not None) and not _replace_appeared(staging, target):
-                staging.discard()
-                return None
-        except CannotClone:
-            staging.discard()
-            raise
-        except OSError as exc:
-            staging.discard()
-            raise with_filenames(exc, src, dst) from None
+            self._make_plain(fd, clone_st, mode, source.job.metadata)
         except BaseException:
-            staging.discard()
+            os.close(fd)
+            remove_quietly(path)
             raise
-        return True, clone_st.st_size, applied
+        return fd
 
-    def _clone_to_new_name(
-        self, src_fd: int, target: StrOrBytesPath, direct: bool, src: StrOrBytesPath, dst: StrOrBytesPath
-    ) -> StrOrBytesPath | None:
-        """fclonefileat to a private name beside ``target`` (or, ``direct``, to ``target``)."""
+    # -- cloning a new file ---------------------------------------------------
+
+    def _clone_to(self, src_fd: int, path: StrOrBytesPath) -> None:
+        """fclonefileat to the new name ``path``."""
         # CLONE_NOFOLLOW: the source is a descriptor, so this flag governs
         # the destination's lookup only (xnu uses one follow flag for both):
         # a symlink planted at the new name is not followed, but answers
         # EEXIST like any existing name. CLONE_NOOWNERCOPY: the clone
         # belongs to the caller even when root runs this, as a file shutil
         # creates would; without it root's clone keeps the source's owner.
-        names: Iterable[StrOrBytesPath] = [target] if direct else (_private_name(target) for _ in range(8))
-        for path in names:
-            try:
-                self.lib.fclonefileat(src_fd, AT_FDCWD, os.fsencode(path), _CLONE_FLAGS)
-            except OSError as exc:
-                if exc.errno == errno.EEXIST:
-                    continue  # a taken private name: draw another
-                if exc.errno == errno.ENOSYS:
-                    self._clone_missing = True
-                if exc.errno in CLONE_FALLBACK_ERRNOS or exc.errno in CLONE_PATH_ERRNOS:
-                    raise CannotClone(exc.errno) from None
-                raise with_filenames(exc, src, dst) from None
-            return path
-        if direct:
-            return None  # the name exists: the tree copy's general path reports it as shutil would
-        raise FileExistsError(errno.EEXIST, "no free staging name", os.fsdecode(target))
+        try:
+            self.lib.fclonefileat(src_fd, AT_FDCWD, os.fsencode(path), _CLONE_FLAGS)
+        except OSError as exc:
+            if exc.errno == errno.EEXIST:
+                raise FileExistsError(errno.EEXIST, os.strerror(errno.EEXIST), path) from None
+            if exc.errno == errno.ENOSYS:
+                self._clone_missing = True
+            if exc.errno in CLONE_FALLBACK_ERRNOS:
+                raise CannotClone(exc.errno) from None
+            if exc.errno in CLONE_PATH_ERRNOS:
+                raise CannotClone(exc.errno, path_error=True) from None
+            raise
 
-    def _shape(
-        self,
-        fd: int,
-        clone_st: os.stat_result,
-        src_fd: int,
-        src_st: os.stat_result,
-        src_flags: int,
-        metadata: int,
-        existing: os.stat_result | None,
-        restat: bool,
-    ) -> bool:
-        """Give the clone exactly the metadata the shutil function gives; True if ``metadata`` was applied.
+    def _make_plain(self, fd: int, clone_st: os.stat_result, final_mode: int, metadata: Metadata) -> None:
+        """Make the clone what a new file with the data is; the engine then gives it shutil's metadata.
 
         A clone carries the source's mode (without setuid and setgid),
         flags and extended attributes, and possibly its times. shutil's
         copyfile and copy create a new file (no flags, no attributes, the
-        current time; mode 0666 minus the umask, or the source's), and
-        copy2 then copies times, mode and flags: shutil does not copy
-        extended attributes on macOS (CPython has no os.listxattr there).
-        The mode is never wider than both the source's and the final one,
-        except for the owner's write bit if removing an attribute needs it.
+        current time), and copy2 then copies times, mode and flags: shutil
+        does not copy extended attributes on macOS (CPython has no
+        os.listxattr there). The mode is never wider than both the source's
+        and the final one, except for the owner's write bit if removing an
+        attribute needs it.
         """
         lib = self.lib
-        meta_st = os.fstat(src_fd) if restat and metadata == META_STAT else src_st
-        if metadata != META_NONE:
-            final_mode = stat.S_IMODE(meta_st.st_mode)
-        elif existing is not None:
-            final_mode = stat.S_IMODE(existing.st_mode)  # copyfile keeps the replaced file's mode
-        else:
-            final_mode = 0o666 & ~umask()  # what open(dst, "wb") gives
         # 1. Flags that would refuse every change below go first.
         flags = lib.file_flags(fd)
         if flags & _LOCKING_FLAGS:
@@ -300,36 +232,14 @@ class MacBackend(FdBackend):
         # 3. Extended attributes: none (shutil copies none on macOS).
         for name in lib.flistxattr(fd):
             mode = self._remove_xattr(fd, name, mode)
-        # 4. Times: the source's for copy2, else those of a file made now.
-        if metadata == META_STAT:
-            os.utime(fd, ns=(meta_st.st_atime_ns, meta_st.st_mtime_ns))
-        else:
+        if mode & ~final_mode:
+            os.chmod(fd, mode & final_mode)
+        # 4. Times of a file made now (copy2's are the engine's).
+        if metadata is not Metadata.STAT:
             os.utime(fd)
-        # 5. Ownership and mode. An atomic replacement keeps the replaced
-        # file's owner where the caller may give it away (root); chown
-        # clears setuid and setgid, so it comes before the mode.
-        owner = (clone_st.st_uid, clone_st.st_gid)
-        if existing is not None and owner != (existing.st_uid, existing.st_gid) and hasattr(os, "fchown"):
-            with contextlib.suppress(OSError):
-                os.fchown(fd, existing.st_uid, existing.st_gid)
-            mode = stat.S_IMODE(os.fstat(fd).st_mode)
-        if mode != final_mode:
-            os.chmod(fd, final_mode)
-        # 6. Flags last, as in shutil.copystat: the source's for copy2,
-        # none otherwise. UF_COMPRESSED is kept as the clone has it: it
-        # says how the data is stored (as the shared blocks do), and
-        # clearing it would expose the compressed file's empty data fork.
-        wanted = 0
-        if metadata == META_STAT:
-            wanted = lib.file_flags(src_fd) if restat else src_flags
-        wanted = (wanted & ~UF_COMPRESSED) | (flags & UF_COMPRESSED)
-        if wanted & _LOCKING_FLAGS:
-            # They would forbid naming the file: shutil.copystat redoes
-            # times, mode and flags by path once it has its name.
-            return False
-        if wanted != flags:
-            self._set_flags(fd, wanted)
-        return metadata != META_NONE
+        # 5. No flags but how the data is stored (see set_flags).
+        if flags & ~UF_COMPRESSED:
+            self._set_flags(fd, flags & UF_COMPRESSED)
 
     def _set_flags(self, fd: int, flags: int) -> int:
         try:
@@ -389,11 +299,3 @@ def _open_clone(path: StrOrBytesPath, src_st: os.stat_result) -> tuple[int, os.s
         raise
     return fd, st
 
-
-def _name(path: StrOrBytesPath) -> str | bytes:
-    return os.fspath(path)
-
-
-def _remove_quietly(path: StrOrBytesPath) -> None:
-    with contextlib.suppress(OSError):
-        os.unlink(path)

@@ -51,7 +51,7 @@ def apply_by_fd(
     try:
         if metadata is Metadata.STAT:
             os.utime(dst_fd, ns=(src_st.st_atime_ns, src_st.st_mtime_ns))
-            if not _copy_xattrs(src_fd, dst_fd):
+            if backend.copies_xattrs and not _copy_xattrs(src_fd, dst_fd):
                 return False
         os.chmod(dst_fd, stat.S_IMODE(src_st.st_mode))
         if metadata is Metadata.STAT:

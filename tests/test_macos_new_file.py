@@ -21,8 +21,10 @@ from typing import Any
 import pytest
 
 import cowpath
-from cowpath import _macos, _select
-from cowpath._api import META_STAT
+from cowpath import _engine, _select
+from cowpath._backend import FileJob
+from cowpath._common import Metadata
+from cowpath._engine import transfer
 from cowpath._libsystem import (
     AT_FDCWD,
     CLONE_NOFOLLOW,
@@ -117,7 +119,7 @@ def test_mode_is_what_each_shutil_function_gives(
 def test_the_mode_is_never_wider_than_source_and_final_on_the_way(
     fake: FakeLibSystem, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(_macos, "umask", lambda: 0o077)
+    monkeypatch.setattr(_engine, "umask", lambda: 0o077)
     src = source_file(tmp_path, mode=0o644)
     os.setxattr(src, "user.where", b"from")
     cowpath.copyfile(src, tmp_path / "dst")
@@ -261,15 +263,17 @@ def test_copy2_of_a_locked_file_leaves_the_flags_to_copystat_after_naming(
     fake: FakeLibSystem, tmp_path: Path
 ) -> None:
     # A file that is immutable before it has its name could never be named:
-    # the backend says it did not apply the metadata, and copy2 calls
-    # shutil.copystat by path, which sets the flags last, as shutil does.
+    # the engine leaves the metadata to shutil.copystat by path, which sets
+    # the flags last, as shutil does.
     src = source_file(tmp_path, mode=0o640)
     os.utime(src, ns=(5_000_000_000, 6_000_000_000))
     set_flags(src, UF_APPEND | UF_HIDDEN)
     backend = _select.backend()
-    applied = backend.copy_data(str(src), str(tmp_path / "dst"), "always", None, META_STAT)
-    assert applied is False
-    assert not flags_of(tmp_path / "dst") & LOCKED
+    job = FileJob(str(src), str(tmp_path / "dst"), "always", Metadata.STAT)
+    transfer(backend, job)
+    assert job.by_path
+    assert flags_of(tmp_path / "dst") & ~LOCKED == UF_HIDDEN
+    assert flags_of(tmp_path / "dst") == UF_APPEND | UF_HIDDEN
     assert stat.S_IMODE(os.stat(tmp_path / "dst").st_mode) == 0o640
     assert os.stat(tmp_path / "dst").st_mtime_ns == 6_000_000_000
 

@@ -17,7 +17,9 @@ import pytest
 
 import cowpath
 from cowpath import _select
-from cowpath._api import META_NONE
+from cowpath._backend import FileJob
+from cowpath._common import Metadata
+from cowpath._engine import copy_new_file
 from cowpath._macos import MacBackend
 from cowpath._select import use_backend
 from tests.fakes.libsystem import (
@@ -95,7 +97,8 @@ def test_direct_clone_onto_an_existing_name_takes_the_general_path(
     src = source_file(tmp_path)
     (tmp_path / "dst").write_bytes(b"there")
     backend = _select.backend()
-    assert backend.copy_new_file(str(src), str(tmp_path / "dst"), "auto", META_NONE, direct=True) is None
+    job = FileJob(str(src), str(tmp_path / "dst"), "auto", Metadata.NONE, direct=True)
+    assert copy_new_file(backend, job) is False
     assert (tmp_path / "dst").read_bytes() == b"there"
 
 
