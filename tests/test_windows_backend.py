@@ -1,6 +1,6 @@
 """The Windows backend, run on Linux through a fake kernel32 that acts on real files.
 
-The seam is the narrowest one: :class:`cowpath._windows.Kernel32`, the Win32
+The seam is the narrowest one: :class:`cowpath._win32.Kernel32`, the Win32
 calls themselves. The fake below takes the same arguments as the real
 functions (HANDLEs, FSCTL codes, pointers to the real input and output
 structures), reads the bytes it is given with its own ``struct`` formats
@@ -43,6 +43,8 @@ import cowpath._copy
 import cowpath._probe
 import cowpath._tree
 from cowpath import _staging
+from cowpath import _win32 as win32
+from cowpath import _winclone as winclone
 from cowpath import _windows as win
 from cowpath._api import META_MODE, META_NONE, META_STAT
 from cowpath._windows import WindowsBackend
@@ -60,6 +62,8 @@ FILE_SUPPORTS_SPARSE_FILES = 0x40
 FILE_SUPPORTS_INTEGRITY_STREAMS = 0x04000000
 FILE_ATTRIBUTE_HIDDEN = 0x2
 CHECKSUM_TYPE_CRC64 = 2
+ERROR_INSUFFICIENT_BUFFER = 122
+ERROR_MORE_DATA = 234
 
 # -- the fake -----------------------------------------------------------------------
 
@@ -81,7 +85,7 @@ class Volume:
         if self.filesystem == "ReFS":
             flags |= FILE_SUPPORTS_INTEGRITY_STREAMS
         if self.clones:
-            flags |= win.FILE_SUPPORTS_BLOCK_REFCOUNTING
+            flags |= win32.FILE_SUPPORTS_BLOCK_REFCOUNTING
         return flags
 
 
@@ -89,7 +93,7 @@ class Volume:
 class FileState:
     sparse: bool = False
     integrity: int | None = None  # None: the volume's default
-    attributes: int = win.FILE_ATTRIBUTE_ARCHIVE
+    attributes: int = win32.FILE_ATTRIBUTE_ARCHIVE
     streams: list[str] = field(default_factory=lambda: ["::$DATA"])
 
 
@@ -193,8 +197,8 @@ class FakeKernel32:
 
     def _can(self, handle: Handle, read: bool = False, write: bool = False) -> bool:
         if handle.reopened:
-            readable = bool(handle.access & win.GENERIC_READ)
-            writable = bool(handle.access & win.GENERIC_WRITE)
+            readable = bool(handle.access & win32.GENERIC_READ)
+            writable = bool(handle.access & win32.GENERIC_WRITE)
         else:
             import fcntl
 
@@ -245,7 +249,7 @@ class FakeKernel32:
         handle = self._handle(number)
         self.calls.append(Call("GetVolumeInformationByHandleW", number))
         if handle is None:
-            return self._fail(win.ERROR_INVALID_HANDLE)
+            return self._fail(win32.ERROR_INVALID_HANDLE)
         code = self._injected("GetVolumeInformationByHandleW")
         if code:
             return self._fail(code)
@@ -255,7 +259,7 @@ class FakeKernel32:
         _set(flags, volume.flags)
         if filesystem is not None:
             if filesystem_size <= len(volume.filesystem):
-                return self._fail(win.ERROR_INSUFFICIENT_BUFFER)
+                return self._fail(ERROR_INSUFFICIENT_BUFFER)
             filesystem.value = volume.filesystem
         return 1
 
@@ -263,21 +267,21 @@ class FakeKernel32:
         handle = self._handle(number)
         self.calls.append(Call("GetFileInformationByHandleEx", number, (info_class,)))
         if handle is None:
-            return self._fail(win.ERROR_INVALID_HANDLE)
+            return self._fail(win32.ERROR_INVALID_HANDLE)
         state = self._state(handle.fd)
-        if info_class == win.FILE_ATTRIBUTE_TAG_INFO_CLASS:
+        if info_class == win32.FILE_ATTRIBUTE_TAG_INFO_CLASS:
             if size < 8:
-                return self._fail(win.ERROR_INSUFFICIENT_BUFFER)
+                return self._fail(ERROR_INSUFFICIENT_BUFFER)
             attributes = state.attributes
             if state.sparse:
-                attributes |= win.FILE_ATTRIBUTE_SPARSE_FILE
+                attributes |= win32.FILE_ATTRIBUTE_SPARSE_FILE
             if self._integrity(handle.fd):
-                attributes |= win.FILE_ATTRIBUTE_INTEGRITY_STREAM
+                attributes |= win32.FILE_ATTRIBUTE_INTEGRITY_STREAM
             _write(buffer, struct.pack("<II", attributes, 0))
             return 1
-        if info_class == win.FILE_STREAM_INFO_CLASS:
+        if info_class == win32.FILE_STREAM_INFO_CLASS:
             if not state.streams:
-                return self._fail(win.ERROR_HANDLE_EOF)
+                return self._fail(win32.ERROR_HANDLE_EOF)
             entries = []
             for name in state.streams:
                 encoded = name.encode("utf-16-le")
@@ -288,21 +292,21 @@ class FakeKernel32:
                 following = len(entry) if index + 1 < len(entries) else 0
                 data += struct.pack("<I", following) + entry[4:]
             if len(data) > size:
-                return self._fail(win.ERROR_MORE_DATA)
+                return self._fail(ERROR_MORE_DATA)
             _write(buffer, data)
             return 1
-        return self._fail(win.ERROR_INVALID_PARAMETER)
+        return self._fail(win32.ERROR_INVALID_PARAMETER)
 
     def SetFileInformationByHandle(self, number: int, info_class: int, buffer: Any, size: int) -> int:
         handle = self._handle(number)
         if handle is None:
-            return self._fail(win.ERROR_INVALID_HANDLE)
-        if info_class != win.FILE_END_OF_FILE_INFO_CLASS or size != 8:
-            return self._fail(win.ERROR_INVALID_PARAMETER)
+            return self._fail(win32.ERROR_INVALID_HANDLE)
+        if info_class != win32.FILE_END_OF_FILE_INFO_CLASS or size != 8:
+            return self._fail(win32.ERROR_INVALID_PARAMETER)
         (end,) = struct.unpack("<q", _read(buffer, 8))
         self.calls.append(Call("SetEndOfFile", number, (end,)))
         if not self._can(handle, write=True):
-            return self._fail(win.ERROR_ACCESS_DENIED)
+            return self._fail(win32.ERROR_ACCESS_DENIED)
         code = self._injected("SetEndOfFile")
         if code:
             return self._fail(code)
@@ -313,9 +317,9 @@ class FakeKernel32:
         handle = self._handle(number)
         self.calls.append(Call("ReOpenFile", number, (access,)))
         if handle is None:
-            self.error = win.ERROR_INVALID_HANDLE
+            self.error = win32.ERROR_INVALID_HANDLE
             return ctypes.c_void_p(-1).value
-        mode = os.O_RDWR if access & win.GENERIC_READ and access & win.GENERIC_WRITE else os.O_WRONLY
+        mode = os.O_RDWR if access & win32.GENERIC_READ and access & win32.GENERIC_WRITE else os.O_WRONLY
         fd = os.open(f"/proc/self/fd/{handle.fd}", mode)
         self.next_handle += 4
         self.handles[self.next_handle] = Handle(fd, reopened=True, access=access)
@@ -325,7 +329,7 @@ class FakeKernel32:
         handle = self.handles.get(number)
         self.calls.append(Call("CloseHandle", number))
         if handle is None:
-            return self._fail(win.ERROR_INVALID_HANDLE)
+            return self._fail(win32.ERROR_INVALID_HANDLE)
         if not handle.reopened:
             # Closing the C runtime's handle would break its descriptor.
             self.bad_closes.append(number)
@@ -349,78 +353,79 @@ class FakeKernel32:
         handle = self._handle(number)
         if handle is None:
             self.calls.append(Call(f"DeviceIoControl({code:#x})", number))
-            return self._fail(win.ERROR_INVALID_HANDLE)
+            return self._fail(win32.ERROR_INVALID_HANDLE)
         volume = self._volume_of(handle.fd)
         state = self._state(handle.fd)
-        if code == win.FSCTL_GET_INTEGRITY_INFORMATION:
+        if code == win32.FSCTL_GET_INTEGRITY_INFORMATION:
             self.calls.append(Call("FSCTL_GET_INTEGRITY_INFORMATION", number))
             if volume.filesystem != "ReFS":
-                return self._fail(win.ERROR_INVALID_FUNCTION)
+                return self._fail(win32.ERROR_INVALID_FUNCTION)
             if out_size < 16:
-                return self._fail(win.ERROR_INSUFFICIENT_BUFFER)
+                return self._fail(ERROR_INSUFFICIENT_BUFFER)
             data = struct.pack("<HHIII", self._integrity(handle.fd), 0, 0, 16 * KIB, volume.cluster)
             _write(out_buffer, data)
             _set(returned, len(data))
             return 1
-        if code == win.FSCTL_SET_INTEGRITY_INFORMATION:
+        if code == win32.FSCTL_SET_INTEGRITY_INFORMATION:
             algorithm, _, flags = struct.unpack("<HHI", _read(in_buffer, 8)) if in_size >= 8 else (0, 0, 0)
             self.calls.append(Call("FSCTL_SET_INTEGRITY_INFORMATION", number, (algorithm, flags)))
             if not self._can(handle, read=True, write=True):
-                return self._fail(win.ERROR_ACCESS_DENIED)  # the FSCTL needs FILE_READ_DATA | FILE_WRITE_DATA
+                # The FSCTL needs FILE_READ_DATA | FILE_WRITE_DATA.
+                return self._fail(win32.ERROR_ACCESS_DENIED)
             if volume.filesystem != "ReFS":
-                return self._fail(win.ERROR_INVALID_FUNCTION)
+                return self._fail(win32.ERROR_INVALID_FUNCTION)
             if in_size < 8 or algorithm not in (0, 1, CHECKSUM_TYPE_CRC64):
-                return self._fail(win.ERROR_INVALID_PARAMETER)
+                return self._fail(win32.ERROR_INVALID_PARAMETER)
             if volume.devdrive:
-                return self._fail(win.ERROR_NOT_SUPPORTED)
+                return self._fail(win32.ERROR_NOT_SUPPORTED)
             if os.fstat(handle.fd).st_size:
-                return self._fail(win.ERROR_INVALID_PARAMETER)  # only an empty file's setting can change
+                return self._fail(win32.ERROR_INVALID_PARAMETER)  # only an empty file's setting can change
             state.integrity = algorithm
             return 1
-        if code == win.FSCTL_SET_SPARSE:
+        if code == win32.FSCTL_SET_SPARSE:
             sparse = True if in_size == 0 else bool(_read(in_buffer, 1)[0])
             self.calls.append(Call("FSCTL_SET_SPARSE", number, (sparse,)))
             if not self._can(handle, write=True):
-                return self._fail(win.ERROR_ACCESS_DENIED)
+                return self._fail(win32.ERROR_ACCESS_DENIED)
             state.sparse = sparse
             return 1
-        if code == win.FSCTL_DUPLICATE_EXTENTS_TO_FILE:
+        if code == win32.FSCTL_DUPLICATE_EXTENTS_TO_FILE:
             return self._duplicate(number, handle, volume, in_buffer, in_size)
         self.calls.append(Call(f"DeviceIoControl({code:#x})", number))
-        return self._fail(win.ERROR_INVALID_FUNCTION)
+        return self._fail(win32.ERROR_INVALID_FUNCTION)
 
     def _duplicate(self, number: int, target: Handle, volume: Volume, in_buffer: Any, in_size: int) -> int:
         layout = struct.Struct("@Pqqq")  # HANDLE, then three LARGE_INTEGERs
         if in_size != layout.size:
             self.calls.append(Call("FSCTL_DUPLICATE_EXTENTS_TO_FILE", number, ()))
-            return self._fail(win.ERROR_INVALID_PARAMETER)
+            return self._fail(win32.ERROR_INVALID_PARAMETER)
         source_number, src_offset, dst_offset, count = layout.unpack(_read(in_buffer, in_size))
         self.calls.append(
             Call("FSCTL_DUPLICATE_EXTENTS_TO_FILE", number, (source_number, src_offset, dst_offset, count))
         )
         if not self._can(target, write=True):
-            return self._fail(win.ERROR_ACCESS_DENIED)
+            return self._fail(win32.ERROR_ACCESS_DENIED)
         if not volume.clones:
-            return self._fail(win.ERROR_INVALID_FUNCTION)  # STATUS_INVALID_DEVICE_REQUEST
+            return self._fail(win32.ERROR_INVALID_FUNCTION)  # STATUS_INVALID_DEVICE_REQUEST
         source = self._handle(source_number)
         if source is None or self._volume_of(source.fd) is not volume:
-            return self._fail(win.ERROR_INVALID_PARAMETER)  # not a file on the target's volume
+            return self._fail(win32.ERROR_INVALID_PARAMETER)  # not a file on the target's volume
         if not self._can(source, read=True):
-            return self._fail(win.ERROR_ACCESS_DENIED)
+            return self._fail(win32.ERROR_ACCESS_DENIED)
         cluster = volume.cluster
         if src_offset % cluster or dst_offset % cluster or count % cluster or count < 0:
-            return self._fail(win.ERROR_INVALID_PARAMETER)
+            return self._fail(win32.ERROR_INVALID_PARAMETER)
         if count >= ROUNDED:
-            return self._fail(win.ERROR_INVALID_PARAMETER)
+            return self._fail(win32.ERROR_INVALID_PARAMETER)
         src_size, dst_size = os.fstat(source.fd).st_size, os.fstat(target.fd).st_size
         if src_offset + count > _round_up(src_size, cluster):
-            return self._fail(win.ERROR_NOT_SUPPORTED)  # past the source's allocation
+            return self._fail(win32.ERROR_NOT_SUPPORTED)  # past the source's allocation
         if dst_offset + count > _round_up(dst_size, cluster):
-            return self._fail(win.ERROR_INVALID_PARAMETER)  # past the target's end of file
+            return self._fail(win32.ERROR_INVALID_PARAMETER)  # past the target's end of file
         if self._state(source.fd).sparse and not self._state(target.fd).sparse:
-            return self._fail(win.ERROR_NOT_SUPPORTED)
+            return self._fail(win32.ERROR_NOT_SUPPORTED)
         if bool(self._integrity(source.fd)) != bool(self._integrity(target.fd)):
-            return self._fail(win.ERROR_NOT_SUPPORTED)
+            return self._fail(win32.ERROR_NOT_SUPPORTED)
         code = self._injected("FSCTL_DUPLICATE_EXTENTS_TO_FILE")
         if code:
             return self._fail(code)
@@ -479,17 +484,32 @@ def _listing(directory: Path) -> list[str]:
 pointer_64 = pytest.mark.skipif(ctypes.sizeof(ctypes.c_void_p) != 8, reason="layouts of 64-bit Windows")
 
 
+class FileStreamInfoHeader(ctypes.Structure):
+    """The fixed part of FILE_STREAM_INFO; StreamName (WCHAR[]) follows it.
+
+    The backend reads it with a struct format; this is the layout that
+    format must match.
+    """
+
+    _fields_ = (
+        ("NextEntryOffset", ctypes.c_uint32),
+        ("StreamNameLength", ctypes.c_uint32),  # in bytes
+        ("StreamSize", ctypes.c_int64),
+        ("StreamAllocationSize", ctypes.c_int64),
+    )
+
+
 @pointer_64
 @pytest.mark.parametrize(
     ("structure", "size", "offsets"),
     [
         (
-            win.DuplicateExtentsData,
+            win32.DuplicateExtentsData,
             32,
             {"FileHandle": 0, "SourceFileOffset": 8, "TargetFileOffset": 16, "ByteCount": 24},
         ),
         (
-            win.GetIntegrityInformationBuffer,
+            win32.GetIntegrityInformationBuffer,
             16,
             {
                 "ChecksumAlgorithm": 0,
@@ -499,12 +519,12 @@ pointer_64 = pytest.mark.skipif(ctypes.sizeof(ctypes.c_void_p) != 8, reason="lay
                 "ClusterSizeInBytes": 12,
             },
         ),
-        (win.SetIntegrityInformationBuffer, 8, {"ChecksumAlgorithm": 0, "Reserved": 2, "Flags": 4}),
-        (win.FileSetSparseBuffer, 1, {"SetSparse": 0}),
-        (win.FileEndOfFileInfo, 8, {"EndOfFile": 0}),
-        (win.FileAttributeTagInfo, 8, {"FileAttributes": 0, "ReparseTag": 4}),
+        (win32.SetIntegrityInformationBuffer, 8, {"ChecksumAlgorithm": 0, "Reserved": 2, "Flags": 4}),
+        (win32.FileSetSparseBuffer, 1, {"SetSparse": 0}),
+        (win32.FileEndOfFileInfo, 8, {"EndOfFile": 0}),
+        (win32.FileAttributeTagInfo, 8, {"FileAttributes": 0, "ReparseTag": 4}),
         (
-            win.FileStreamInfoHeader,
+            FileStreamInfoHeader,
             24,
             {"NextEntryOffset": 0, "StreamNameLength": 4, "StreamSize": 8, "StreamAllocationSize": 16},
         ),
@@ -518,10 +538,10 @@ def test_structure_layout(structure: type[ctypes.Structure], size: int, offsets:
 
 @pointer_64
 def test_duplicate_extents_bytes() -> None:
-    data = win.DuplicateExtentsData(0x1234, 4096, 8192, 65536)
+    data = win32.DuplicateExtentsData(0x1234, 4096, 8192, 65536)
     assert bytes(data) == struct.pack("<Qqqq", 0x1234, 4096, 8192, 65536)
     # The stream-info parser reads the same header the structure describes.
-    assert win._STREAM_HEADER.size == ctypes.sizeof(win.FileStreamInfoHeader)
+    assert win._STREAM_HEADER.size == ctypes.sizeof(FileStreamInfoHeader)
 
 
 def _ctl_code(function: int, access: int) -> int:
@@ -531,10 +551,10 @@ def _ctl_code(function: int, access: int) -> int:
 
 def test_fsctl_codes_are_winioctl_definitions() -> None:
     any_access, read, write = 0, 1, 2
-    assert _ctl_code(49, any_access) == win.FSCTL_SET_SPARSE  # FILE_SPECIAL_ACCESS
-    assert _ctl_code(159, any_access) == win.FSCTL_GET_INTEGRITY_INFORMATION
-    assert _ctl_code(160, read | write) == win.FSCTL_SET_INTEGRITY_INFORMATION
-    assert _ctl_code(209, write) == win.FSCTL_DUPLICATE_EXTENTS_TO_FILE
+    assert _ctl_code(49, any_access) == win32.FSCTL_SET_SPARSE  # FILE_SPECIAL_ACCESS
+    assert _ctl_code(159, any_access) == win32.FSCTL_GET_INTEGRITY_INFORMATION
+    assert _ctl_code(160, read | write) == win32.FSCTL_SET_INTEGRITY_INFORMATION
+    assert _ctl_code(209, write) == win32.FSCTL_DUPLICATE_EXTENTS_TO_FILE
 
 
 # -- the range plan --------------------------------------------------------------------
@@ -554,7 +574,7 @@ def _largest_step(cluster: int, limit: int = ROUNDED) -> int:
     cluster=st.sampled_from([512, 4096, 16 * KIB, 64 * KIB, 2 * 1024 * KIB]),
 )
 def test_clone_ranges_cover_the_file_in_aligned_calls_below_4_gib(size: int, cluster: int) -> None:
-    ranges = win.clone_ranges(size, cluster)
+    ranges = winclone.clone_ranges(size, cluster)
     end = _round_up(size, cluster)
     position = 0
     for offset, length in ranges:
@@ -570,11 +590,11 @@ def test_clone_ranges_cover_the_file_in_aligned_calls_below_4_gib(size: int, clu
 
 
 def test_clone_ranges_examples() -> None:
-    assert win.clone_ranges(0, 4096) == []
-    assert win.clone_ranges(1, 4096) == [(0, 4096)]
-    assert win.clone_ranges(4096, 65536) == [(0, 65536)]
-    assert win.clone_ranges(ROUNDED, 4096) == [(0, ROUNDED - 4096), (ROUNDED - 4096, 4096)]
-    assert win.clone_ranges(10 * 4096, 4096, limit=3 * 4096 + 1) == [
+    assert winclone.clone_ranges(0, 4096) == []
+    assert winclone.clone_ranges(1, 4096) == [(0, 4096)]
+    assert winclone.clone_ranges(4096, 65536) == [(0, 65536)]
+    assert winclone.clone_ranges(ROUNDED, 4096) == [(0, ROUNDED - 4096), (ROUNDED - 4096, 4096)]
+    assert winclone.clone_ranges(10 * 4096, 4096, limit=3 * 4096 + 1) == [
         (0, 3 * 4096),
         (3 * 4096, 3 * 4096),
         (6 * 4096, 3 * 4096),
@@ -582,51 +602,82 @@ def test_clone_ranges_examples() -> None:
     ]
     for bad in (0, 3000, 4097):
         with pytest.raises(ValueError):
-            win.clone_ranges(1, bad)
+            winclone.clone_ranges(1, bad)
 
 
 # -- errors (everywhere) -----------------------------------------------------------------
 
 # What CPython raises on Windows for each code (PC/errmap.h): the class and errno.
 CPYTHON_ERRORS = {
-    win.ERROR_ACCESS_DENIED: (PermissionError, errno.EACCES),
-    win.ERROR_SHARING_VIOLATION: (PermissionError, errno.EACCES),
-    win.ERROR_WRITE_PROTECT: (PermissionError, errno.EACCES),
-    win.ERROR_DISK_FULL: (OSError, errno.ENOSPC),
-    win.ERROR_HANDLE_DISK_FULL: (OSError, errno.EINVAL),
-    win.ERROR_NOT_SAME_DEVICE: (OSError, errno.EXDEV),
-    win.ERROR_INVALID_HANDLE: (OSError, errno.EBADF),
-    win.ERROR_NOT_ENOUGH_MEMORY: (OSError, errno.ENOMEM),
-    win.ERROR_FILE_NOT_FOUND: (FileNotFoundError, errno.ENOENT),
-    win.ERROR_FILE_EXISTS: (FileExistsError, errno.EEXIST),
-    win.ERROR_NOT_SUPPORTED: (OSError, errno.EINVAL),
-    win.ERROR_IO_DEVICE: (OSError, errno.EINVAL),
+    win32.ERROR_ACCESS_DENIED: (PermissionError, errno.EACCES),
+    win32.ERROR_SHARING_VIOLATION: (PermissionError, errno.EACCES),
+    win32.ERROR_WRITE_PROTECT: (PermissionError, errno.EACCES),
+    win32.ERROR_DISK_FULL: (OSError, errno.ENOSPC),
+    win32.ERROR_HANDLE_DISK_FULL: (OSError, errno.EINVAL),
+    win32.ERROR_NOT_SAME_DEVICE: (OSError, errno.EXDEV),
+    win32.ERROR_INVALID_HANDLE: (OSError, errno.EBADF),
+    win32.ERROR_NOT_ENOUGH_MEMORY: (OSError, errno.ENOMEM),
+    win32.ERROR_FILE_NOT_FOUND: (FileNotFoundError, errno.ENOENT),
+    win32.ERROR_FILE_EXISTS: (FileExistsError, errno.EEXIST),
+    win32.ERROR_NOT_SUPPORTED: (OSError, errno.EINVAL),
+    win32.ERROR_IO_DEVICE: (OSError, errno.EINVAL),
 }
 
 
 @pytest.mark.parametrize("code", sorted(CPYTHON_ERRORS))
 def test_win_error_is_cpythons_oserror_with_both_names(code: int) -> None:
     kind, number = CPYTHON_ERRORS[code]
-    exc = win.win_error(code, Path("src.bin"), "dst.bin")
+    exc = win32.win_error(code, Path("src.bin"), "dst.bin")
     assert type(exc) is kind
     assert exc.errno == number
     assert exc.winerror == code  # type: ignore[attr-defined]
     assert (exc.filename, exc.filename2) == ("src.bin", "dst.bin")
 
 
+# Errors that are real failures: raised as the OSError they are, with both
+# file names, in every mode (the backend raises anything outside
+# CLONE_FALLBACK_WINERRORS; these are the ones it must).
+CLONE_FATAL_WINERRORS = frozenset(
+    {
+        # STATUS_DISK_FULL and friends: no room even for the new references
+        # and metadata; a copy needs more room still.
+        win32.ERROR_DISK_FULL,
+        win32.ERROR_HANDLE_DISK_FULL,
+        win32.ERROR_DISK_QUOTA_EXCEEDED,  # the owner's quota is used up: the same for a copy
+        # The handles lack the access the FSCTL needs, or a filter (antivirus,
+        # EDR, Controlled Folder Access) refuses writes: a copy's writes would
+        # be refused too, and the user must hear why.
+        win32.ERROR_ACCESS_DENIED,
+        win32.ERROR_WRITE_PROTECT,  # STATUS_MEDIA_WRITE_PROTECTED: a read-only volume
+        win32.ERROR_NO_SYSTEM_RESOURCES,  # STATUS_INSUFFICIENT_RESOURCES: kernel pool exhausted
+        win32.ERROR_NOT_ENOUGH_MEMORY,
+        # The medium or an integrity-stream checksum failed: as GNU coreutils
+        # found for EIO, copying after such an error risks writing bad data.
+        win32.ERROR_IO_DEVICE,
+        win32.ERROR_CRC,
+        win32.ERROR_DATA_CHECKSUM_ERROR,
+        # Another process holds the file or a byte range of it; a copy meets the same lock.
+        win32.ERROR_SHARING_VIOLATION,
+        win32.ERROR_LOCK_VIOLATION,
+        # The target is mapped into memory: its size cannot change for a copy either.
+        win32.ERROR_USER_MAPPED_FILE,
+    }
+)
+
+
 def test_error_sets_are_disjoint_and_name_the_documented_codes() -> None:
-    assert not win.CLONE_FALLBACK_WINERRORS & win.CLONE_FATAL_WINERRORS
+    assert not winclone.CLONE_FALLBACK_WINERRORS & CLONE_FATAL_WINERRORS
     assert {
-        win.ERROR_INVALID_FUNCTION,
-        win.ERROR_NOT_SUPPORTED,
-        win.ERROR_NOT_SAME_DEVICE,
-        win.ERROR_BLOCK_TOO_MANY_REFERENCES,
-    } <= win.CLONE_FALLBACK_WINERRORS
+        win32.ERROR_INVALID_FUNCTION,
+        win32.ERROR_NOT_SUPPORTED,
+        win32.ERROR_NOT_SAME_DEVICE,
+        win32.ERROR_BLOCK_TOO_MANY_REFERENCES,
+    } <= winclone.CLONE_FALLBACK_WINERRORS
     assert {
-        win.ERROR_DISK_FULL,
-        win.ERROR_HANDLE_DISK_FULL,
-        win.ERROR_ACCESS_DENIED,
-    } <= win.CLONE_FATAL_WINERRORS
+        win32.ERROR_DISK_FULL,
+        win32.ERROR_HANDLE_DISK_FULL,
+        win32.ERROR_ACCESS_DENIED,
+    } <= CLONE_FATAL_WINERRORS
 
 
 @pytest.mark.parametrize(
@@ -651,7 +702,7 @@ def test_error_sets_are_disjoint_and_name_the_documented_codes() -> None:
     ],
 )
 def test_stream_paths(path: str | bytes | Path, stream: bool) -> None:
-    assert win.is_stream_path(path) is stream
+    assert winclone.is_stream_path(path) is stream
 
 
 # -- cloning through the fake ----------------------------------------------------------------
@@ -804,21 +855,21 @@ def test_unusable_kernel32_means_no_clone(tmp_path: Path) -> None:
 # -- the error mapping through a real copy -------------------------------------------------
 
 FALLBACK_ERRNO = {
-    win.ERROR_INVALID_FUNCTION: errno.EOPNOTSUPP,
-    win.ERROR_NOT_SUPPORTED: errno.EOPNOTSUPP,
-    win.ERROR_INVALID_PARAMETER: errno.EINVAL,
-    win.ERROR_NOT_SAME_DEVICE: errno.EXDEV,
-    win.ERROR_OFFSET_ALIGNMENT_VIOLATION: errno.EINVAL,
-    win.ERROR_BLOCK_TOO_MANY_REFERENCES: errno.EMLINK,
+    win32.ERROR_INVALID_FUNCTION: errno.EOPNOTSUPP,
+    win32.ERROR_NOT_SUPPORTED: errno.EOPNOTSUPP,
+    win32.ERROR_INVALID_PARAMETER: errno.EINVAL,
+    win32.ERROR_NOT_SAME_DEVICE: errno.EXDEV,
+    win32.ERROR_OFFSET_ALIGNMENT_VIOLATION: errno.EINVAL,
+    win32.ERROR_BLOCK_TOO_MANY_REFERENCES: errno.EMLINK,
 }
 
 
 def test_every_fallback_code_has_an_errno() -> None:
-    assert set(FALLBACK_ERRNO) == win.CLONE_FALLBACK_WINERRORS
+    assert set(FALLBACK_ERRNO) == winclone.CLONE_FALLBACK_WINERRORS
 
 
 @needs_fake
-@pytest.mark.parametrize("code", sorted(win.CLONE_FALLBACK_WINERRORS))
+@pytest.mark.parametrize("code", sorted(winclone.CLONE_FALLBACK_WINERRORS))
 def test_fallback_codes_copy_in_auto_and_raise_in_always(
     refs: Path, fake: FakeKernel32, backend: WindowsBackend, code: int
 ) -> None:
@@ -839,7 +890,7 @@ def test_fallback_codes_copy_in_auto_and_raise_in_always(
 
 @needs_fake
 @pytest.mark.parametrize("mode", ["auto", "always"])
-@pytest.mark.parametrize("code", sorted(win.CLONE_FATAL_WINERRORS))
+@pytest.mark.parametrize("code", sorted(CLONE_FATAL_WINERRORS))
 def test_fatal_codes_raise_with_both_names(
     refs: Path, fake: FakeKernel32, backend: WindowsBackend, code: int, mode: str
 ) -> None:
@@ -848,7 +899,7 @@ def test_fatal_codes_raise_with_both_names(
     with pytest.raises(OSError) as caught:
         backend.copy_data(refs / "src", refs / "dst", mode, None)  # type: ignore[arg-type]
     assert not isinstance(caught.value, cowpath.ReflinkNotSupportedError)
-    probe = win.win_error(code)
+    probe = win32.win_error(code)
     assert type(caught.value) is type(probe)
     assert caught.value.errno == probe.errno
     assert (caught.value.filename, caught.value.filename2) == (str(refs / "src"), str(refs / "dst"))
@@ -858,7 +909,7 @@ def test_fatal_codes_raise_with_both_names(
 @needs_fake
 def test_disk_full_while_sizing_raises(refs: Path, fake: FakeKernel32, backend: WindowsBackend) -> None:
     _write_file(refs / "src", 20_000)
-    fake.inject("SetEndOfFile", win.ERROR_DISK_FULL)
+    fake.inject("SetEndOfFile", win32.ERROR_DISK_FULL)
     with pytest.raises(OSError) as caught:
         backend.copy_data(refs / "src", refs / "dst", "auto", None)
     assert caught.value.errno == errno.ENOSPC
@@ -876,7 +927,7 @@ def test_later_chunk_failure_leaves_no_new_destination(
 ) -> None:
     backend.clone_limit = 2 * 4096 + 1
     _write_file(refs / "src", 9 * 4096)
-    fake.inject("FSCTL_DUPLICATE_EXTENTS_TO_FILE", win.ERROR_DISK_FULL, nth=3)
+    fake.inject("FSCTL_DUPLICATE_EXTENTS_TO_FILE", win32.ERROR_DISK_FULL, nth=3)
     with pytest.raises(OSError) as caught:
         backend.copy_data(refs / "src", refs / "dst", mode, None)  # type: ignore[arg-type]
     assert caught.value.errno == errno.ENOSPC
@@ -890,12 +941,12 @@ def test_later_chunk_refusal_of_a_new_file_copies_it_whole(
 ) -> None:
     backend.clone_limit = 2 * 4096 + 1
     data = _write_file(refs / "src", 9 * 4096 + 1)
-    fake.inject("FSCTL_DUPLICATE_EXTENTS_TO_FILE", win.ERROR_BLOCK_TOO_MANY_REFERENCES, nth=2)
+    fake.inject("FSCTL_DUPLICATE_EXTENTS_TO_FILE", win32.ERROR_BLOCK_TOO_MANY_REFERENCES, nth=2)
     report = cowpath.CopyReport()
     backend.copy_data(refs / "src", refs / "dst", "auto", report)
     assert (refs / "dst").read_bytes() == data
     assert (report.files_cloned, report.files_copied) == (0, 1)
-    fake.inject("FSCTL_DUPLICATE_EXTENTS_TO_FILE", win.ERROR_BLOCK_TOO_MANY_REFERENCES, nth=2)
+    fake.inject("FSCTL_DUPLICATE_EXTENTS_TO_FILE", win32.ERROR_BLOCK_TOO_MANY_REFERENCES, nth=2)
     with pytest.raises(cowpath.ReflinkNotSupportedError) as caught:
         backend.copy_data(refs / "src", refs / "new", "always", None)
     assert caught.value.errno == errno.EMLINK
@@ -910,11 +961,11 @@ def test_later_chunk_failure_leaves_an_existing_destination_whole_when_atomic(
     backend.clone_limit = 2 * 4096 + 1
     _write_file(refs / "src", 9 * 4096)
     old = _write_file(refs / "dst", 5 * 4096 + 3, seed=42)
-    fake.inject("FSCTL_DUPLICATE_EXTENTS_TO_FILE", win.ERROR_IO_DEVICE, nth=2)
+    fake.inject("FSCTL_DUPLICATE_EXTENTS_TO_FILE", win32.ERROR_IO_DEVICE, nth=2)
     with pytest.raises(OSError) as caught:
         backend.copy_data(refs / "src", refs / "dst", mode, None, atomic=True)  # type: ignore[arg-type]
     assert not isinstance(caught.value, cowpath.ReflinkNotSupportedError)
-    assert caught.value.errno == win.win_error(win.ERROR_IO_DEVICE).errno
+    assert caught.value.errno == win32.win_error(win32.ERROR_IO_DEVICE).errno
     assert (refs / "dst").read_bytes() == old
     assert _listing(refs) == ["dst", "src"]
 
@@ -929,7 +980,7 @@ def test_later_chunk_failure_in_place_is_raised_not_swallowed(
     backend.clone_limit = 2 * 4096 + 1
     _write_file(refs / "src", 9 * 4096)
     _write_file(refs / "dst", 9 * 4096, seed=42)
-    fake.inject("FSCTL_DUPLICATE_EXTENTS_TO_FILE", win.ERROR_BLOCK_TOO_MANY_REFERENCES, nth=2)
+    fake.inject("FSCTL_DUPLICATE_EXTENTS_TO_FILE", win32.ERROR_BLOCK_TOO_MANY_REFERENCES, nth=2)
     with pytest.raises(OSError) as caught:
         backend.copy_data(refs / "src", refs / "dst", "auto", None)
     assert not isinstance(caught.value, cowpath.ReflinkNotSupportedError)
@@ -937,7 +988,7 @@ def test_later_chunk_failure_in_place_is_raised_not_swallowed(
 
 
 @needs_fake
-@pytest.mark.parametrize("code", sorted(win.CLONE_FALLBACK_WINERRORS))
+@pytest.mark.parametrize("code", sorted(winclone.CLONE_FALLBACK_WINERRORS))
 def test_first_range_refusal_leaves_an_existing_destination_untouched(
     refs: Path, fake: FakeKernel32, backend: WindowsBackend, code: int
 ) -> None:
@@ -945,7 +996,7 @@ def test_first_range_refusal_leaves_an_existing_destination_untouched(
     fake.state_of_path(refs / "src").sparse = True
     old = _write_file(refs / "dst", 7_000, seed=5)
     fake.inject("FSCTL_DUPLICATE_EXTENTS_TO_FILE", code)
-    if code == win.ERROR_BLOCK_TOO_MANY_REFERENCES:
+    if code == win32.ERROR_BLOCK_TOO_MANY_REFERENCES:
         # It can come partway through a range: only an empty file is given back.
         with pytest.raises(OSError) as caught:
             backend.copy_data(refs / "src", refs / "dst", "always", None)
@@ -1060,7 +1111,7 @@ def test_refusal_gives_an_empty_destination_its_integrity_setting_back(
     _write_file(refs / "src", 9000)
     (refs / "dst").write_bytes(b"")
     fake.state_of_path(refs / "dst").integrity = CHECKSUM_TYPE_CRC64
-    fake.inject("FSCTL_DUPLICATE_EXTENTS_TO_FILE", win.ERROR_NOT_SUPPORTED)
+    fake.inject("FSCTL_DUPLICATE_EXTENTS_TO_FILE", win32.ERROR_NOT_SUPPORTED)
     with pytest.raises(cowpath.ReflinkNotSupportedError):
         backend.copy_data(refs / "src", refs / "dst", "always", None)
     assert (refs / "dst").read_bytes() == b""
@@ -1157,9 +1208,9 @@ class FakeCopyFile2:
     def __call__(self, src: str, dst: str, flags: int) -> None:
         self.calls.append((src, dst, flags))
         if self.fail_with is not None:
-            raise win.win_error(self.fail_with)
+            raise win32.win_error(self.fail_with)
         if flags & win.COPY_FILE_FAIL_IF_EXISTS and os.path.lexists(dst):
-            raise win.win_error(win.ERROR_FILE_EXISTS)
+            raise win32.win_error(win32.ERROR_FILE_EXISTS)
         shutil.copyfile(src, dst)
         shutil.copystat(src, dst)
         source = self.fake.state_of_path(Path(src))
@@ -1319,7 +1370,7 @@ def test_copyfile2_access_denied_falls_back_as_shutil_does(
     # and copystat; cowpath's copyfile step then clones.
     data = _write_file(refs / "src", 4000)
     fake.state_of_path(refs / "src").streams.append(":extra:$DATA")
-    copyfile2.fail_with = win.ERROR_ACCESS_DENIED
+    copyfile2.fail_with = win32.ERROR_ACCESS_DENIED
     report = cowpath.CopyReport()
     backend.copy_data(refs / "src", refs / "dst", "auto", report, META_STAT)
     assert (refs / "dst").read_bytes() == data
@@ -1335,7 +1386,7 @@ def test_copyfile2_failure_raises_with_both_names_and_leaves_nothing(
 ) -> None:
     _write_file(refs / "src", 4000)
     fake.state_of_path(refs / "src").streams.append(":extra:$DATA")
-    copyfile2.fail_with = win.ERROR_DISK_FULL
+    copyfile2.fail_with = win32.ERROR_DISK_FULL
     with pytest.raises(OSError) as caught:
         backend.copy_data(refs / "src", refs / "dst", "auto", None, META_STAT)
     assert caught.value.errno == errno.ENOSPC
@@ -1408,7 +1459,7 @@ def test_staging_on_windows_closes_then_renames_without_replacing(
 def test_import_and_construction_do_nothing() -> None:
     # A fresh interpreter where ctypes.WinDLL exists (a recorder) and the
     # Windows-only modules are missing: importing cowpath (which picks its
-    # own backend) and the Windows module, and making a Windows backend,
+    # own backend) and the Windows modules, and making a Windows backend,
     # must load nothing.
     script = textwrap.dedent(
         """
@@ -1416,6 +1467,7 @@ def test_import_and_construction_do_nothing() -> None:
         loaded = []
         ctypes.WinDLL = lambda *args, **kwargs: loaded.append(args)
         import cowpath, cowpath._windows as win
+        import cowpath._win32, cowpath._winclone, cowpath._fsinfo
         backend = win.WindowsBackend()
         assert loaded == [], loaded
         assert win.kernel32.cache_info().currsize == 0
@@ -1434,7 +1486,7 @@ def test_import_and_construction_do_nothing() -> None:
 @pytest.mark.skipif(sys.platform == "win32", reason="the real binding loads on Windows")
 def test_the_real_binding_refuses_to_load_off_windows() -> None:
     with pytest.raises(OSError) as caught:
-        win._RealKernel32()
+        win32._RealKernel32()
     assert caught.value.errno == errno.ENOSYS
 
 
@@ -1459,12 +1511,12 @@ def test_the_backend_binds_kernel32_once(monkeypatch: pytest.MonkeyPatch, tmp_pa
 
 @pytest.mark.skipif(sys.platform != "win32", reason="the real kernel32")
 def test_real_kernel32_reads_the_volume(tmp_path: Path) -> None:
-    k32 = win.kernel32()
+    k32 = win32.kernel32()
     (tmp_path / "a").write_bytes(b"a")
     (tmp_path / "b").write_bytes(b"b")
     fds = [os.open(tmp_path / name, os.O_RDONLY) for name in ("a", "b")]
     try:
-        clone = win._Clone(k32, fds[0], fds[1], 1, 1, "a", "b", win.CLONE_LIMIT)
+        clone = winclone._Clone(k32, fds[0], fds[1], 1, 1, "a", "b", winclone.CLONE_LIMIT)
         one, two = clone.volume(clone.src_handle), clone.volume(clone.dst_handle)
         assert one.serial == two.serial
         assert one.filesystem
