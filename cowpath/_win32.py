@@ -175,6 +175,9 @@ class Kernel32(Protocol):
     SetFileInformationByHandle: Callable[..., int]
     ReOpenFile: Callable[..., int | None]
     CloseHandle: Callable[..., int]
+    # For `cowpath check` (cowpath._fsinfo): the volume holding a path.
+    GetVolumePathNameW: Callable[..., int]
+    GetVolumeInformationW: Callable[..., int]
 
     def get_osfhandle(self, fd: int) -> int:
         """The HANDLE behind a C runtime descriptor (``msvcrt.get_osfhandle``)."""
@@ -198,6 +201,8 @@ class _RealKernel32:
     SetFileInformationByHandle: Callable[..., int]
     ReOpenFile: Callable[..., int | None]
     CloseHandle: Callable[..., int]
+    GetVolumePathNameW: Callable[..., int]
+    GetVolumeInformationW: Callable[..., int]
     _get_osfhandle: Callable[[int], int]
     _get_last_error: Callable[[], int]
 
@@ -232,6 +237,10 @@ class _RealKernel32:
         )
         self.ReOpenFile = _declare(dll.ReOpenFile, handle, handle, dword, dword, dword)
         self.CloseHandle = _declare(dll.CloseHandle, bool_, handle)
+        self.GetVolumePathNameW = _declare(dll.GetVolumePathNameW, bool_, wide, wide, dword)
+        self.GetVolumeInformationW = _declare(
+            dll.GetVolumeInformationW, bool_, wide, wide, dword, dword_p, dword_p, dword_p, wide, dword
+        )
         self._get_osfhandle = msvcrt.get_osfhandle
         self._get_last_error = ctypes.get_last_error
 
