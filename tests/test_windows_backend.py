@@ -1,17 +1,7 @@
 """The Windows backend, run on Linux through a fake kernel32 that acts on real files.
 
-The seam is the narrowest one: :class:`cowpath._win32.Kernel32`, the Win32
-calls themselves. The fake below takes the same arguments as the real
-functions (HANDLEs, FSCTL codes, pointers to the real input and output
-structures), reads the bytes it is given with its own ``struct`` formats
-(not the backend's ctypes classes, so a wrong layout shows), and acts on
-the real files behind the handles: a "handle" is a Linux descriptor behind a
-faked ``get_osfhandle``, and a volume is a directory. It enforces what
-Windows documents for block cloning (alignment to the cluster size, a
-destination long enough, less than 4 GiB per call, one volume, sparse and
-integrity settings that match, the access each FSCTL needs) and fails with
-the Win32 code Windows gives otherwise. The real backend then copies real
-temporary files, and the tests check the files.
+The fake is tests/fakes/kernel32.py; the real backend copies real temporary
+files through it, and the tests check the files.
 
 Tests that need the fake run on Linux (it uses ``/proc/self/fd`` and
 ``fcntl``); the pure ones (structure layout, the range plan, the error
@@ -24,13 +14,10 @@ from __future__ import annotations
 import ctypes
 import errno
 import os
-import shutil
 import struct
 import subprocess
 import sys
 import textwrap
-from collections.abc import Iterator
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -48,435 +35,20 @@ from cowpath import _winclone as winclone
 from cowpath import _windows as win
 from cowpath._api import META_MODE, META_NONE, META_STAT
 from cowpath._windows import WindowsBackend
-
-LINUX = sys.platform.startswith("linux")
-needs_fake = pytest.mark.skipif(
-    not LINUX, reason="the fake kernel32 acts on Linux descriptors (/proc/self/fd)"
+from tests.fakes.kernel32 import (
+    CHECKSUM_TYPE_CRC64,
+    GIB,
+    KIB,
+    ROUNDED,
+    FakeCopyFile2,
+    FakeKernel32,
+    Volume,
+    needs_fake,
+    round_up,
 )
+from tests.fsutil import listing, write_file
 
-KIB = 1024
-GIB = 1024**3
-ROUNDED = 4 * GIB  # the documented limit of one clone call
-
-FILE_SUPPORTS_SPARSE_FILES = 0x40
-FILE_SUPPORTS_INTEGRITY_STREAMS = 0x04000000
 FILE_ATTRIBUTE_HIDDEN = 0x2
-CHECKSUM_TYPE_CRC64 = 2
-ERROR_INSUFFICIENT_BUFFER = 122
-ERROR_MORE_DATA = 234
-
-# -- the fake -----------------------------------------------------------------------
-
-
-@dataclass
-class Volume:
-    """A fake volume: every file under ``root`` is on it."""
-
-    serial: int
-    filesystem: str = "ReFS"
-    cluster: int = 4096
-    clones: bool = True  # FILE_SUPPORTS_BLOCK_REFCOUNTING
-    integrity_default: int = 0  # the checksum algorithm new files get
-    devdrive: bool = False  # refuses to change a file's integrity setting
-
-    @property
-    def flags(self) -> int:
-        flags = FILE_SUPPORTS_SPARSE_FILES
-        if self.filesystem == "ReFS":
-            flags |= FILE_SUPPORTS_INTEGRITY_STREAMS
-        if self.clones:
-            flags |= win32.FILE_SUPPORTS_BLOCK_REFCOUNTING
-        return flags
-
-
-@dataclass
-class FileState:
-    sparse: bool = False
-    integrity: int | None = None  # None: the volume's default
-    attributes: int = win32.FILE_ATTRIBUTE_ARCHIVE
-    streams: list[str] = field(default_factory=lambda: ["::$DATA"])
-
-
-@dataclass
-class Call:
-    name: str
-    handle: int
-    detail: tuple[Any, ...] = ()
-
-
-@dataclass
-class Handle:
-    fd: int
-    reopened: bool = False
-    access: int = 0  # GENERIC_* for reopened handles; CRT handles take the descriptor's mode
-
-
-def _target(arg: Any) -> Any:
-    """The ctypes object an argument points to: byref()'s object, or an array itself."""
-    return getattr(arg, "_obj", arg)
-
-
-def _read(arg: Any, size: int) -> bytes:
-    return ctypes.string_at(ctypes.addressof(_target(arg)), size)
-
-
-def _write(arg: Any, data: bytes) -> None:
-    ctypes.memmove(ctypes.addressof(_target(arg)), data, len(data))
-
-
-def _set(arg: Any, value: int) -> None:
-    if arg is not None:
-        _target(arg).value = value
-
-
-def _round_up(value: int, unit: int) -> int:
-    return -(-value // unit) * unit
-
-
-class FakeKernel32:
-    """kernel32 as ReFS, NTFS and Dev Drive answer it, acting on Linux files."""
-
-    def __init__(self, default: Volume | None = None) -> None:
-        self.default = default or Volume(serial=0x5EED, filesystem="NTFS", clones=False)
-        self.volumes: dict[str, Volume] = {}
-        self.handles: dict[int, Handle] = {}
-        self.files: dict[tuple[int, int], FileState] = {}
-        self.calls: list[Call] = []
-        self.injected: list[tuple[str, int, int]] = []  # (call, code, nth call)
-        self.counts: dict[str, int] = {}
-        self.bad_closes: list[int] = []
-        self.error = 0
-        self.next_handle = 0x7000
-
-    # -- set-up helpers for the tests ----------------------------------------
-
-    def volume(self, root: Path, volume: Volume) -> Path:
-        root.mkdir(parents=True, exist_ok=True)
-        self.volumes[str(root)] = volume
-        return root
-
-    def state_of_path(self, path: Path) -> FileState:
-        st_ = os.stat(path)
-        return self.files.setdefault((st_.st_dev, st_.st_ino), FileState())
-
-    def inject(self, call: str, code: int, nth: int = 1) -> None:
-        """Make the ``nth`` ``call`` (counted from now) fail with ``code``."""
-        self.injected.append((call, code, self.counts.get(call, 0) + nth))
-
-    def names(self) -> list[str]:
-        return [call.name for call in self.calls]
-
-    def duplicates(self) -> list[tuple[int, int, int, int]]:
-        return [call.detail for call in self.calls if call.name == "FSCTL_DUPLICATE_EXTENTS_TO_FILE"]
-
-    def open_reopened(self) -> list[int]:
-        return [number for number, handle in self.handles.items() if handle.reopened]
-
-    # -- internals -----------------------------------------------------------
-
-    def _fail(self, code: int) -> int:
-        self.error = code
-        return 0
-
-    def _injected(self, name: str) -> int:
-        self.counts[name] = self.counts.get(name, 0) + 1
-        for call, code, nth in self.injected:
-            if call == name and nth == self.counts[name]:
-                return code
-        return 0
-
-    def _handle(self, number: int) -> Handle | None:
-        handle = self.handles.get(number)
-        if handle is None:
-            return None
-        try:
-            os.fstat(handle.fd)
-        except OSError:
-            return None
-        return handle
-
-    def _can(self, handle: Handle, read: bool = False, write: bool = False) -> bool:
-        if handle.reopened:
-            readable = bool(handle.access & win32.GENERIC_READ)
-            writable = bool(handle.access & win32.GENERIC_WRITE)
-        else:
-            import fcntl
-
-            mode = fcntl.fcntl(handle.fd, fcntl.F_GETFL) & os.O_ACCMODE
-            readable, writable = mode in (os.O_RDONLY, os.O_RDWR), mode in (os.O_WRONLY, os.O_RDWR)
-        return (readable or not read) and (writable or not write)
-
-    def _volume_of(self, fd: int) -> Volume:
-        path = os.readlink(f"/proc/self/fd/{fd}")
-        best, volume = "", self.default
-        for root, candidate in self.volumes.items():
-            if (path == root or path.startswith(root + os.sep)) and len(root) > len(best):
-                best, volume = root, candidate
-        return volume
-
-    def _state(self, fd: int) -> FileState:
-        st_ = os.fstat(fd)
-        return self.files.setdefault((st_.st_dev, st_.st_ino), FileState())
-
-    def _integrity(self, fd: int) -> int:
-        state = self._state(fd)
-        return self._volume_of(fd).integrity_default if state.integrity is None else state.integrity
-
-    # -- the C runtime -----------------------------------------------------
-
-    def get_osfhandle(self, fd: int) -> int:
-        os.fstat(fd)  # msvcrt raises OSError(EBADF) for a descriptor that is not open
-        number = 0x10000 + fd * 4  # not the descriptor: passing one for the other shows
-        self.handles[number] = Handle(fd)
-        return number
-
-    def last_error(self) -> int:
-        return self.error
-
-    # -- kernel32 ----------------------------------------------------------
-
-    def GetVolumeInformationByHandleW(
-        self,
-        number: int,
-        name: Any,
-        name_size: int,
-        serial: Any,
-        longest: Any,
-        flags: Any,
-        filesystem: Any,
-        filesystem_size: int,
-    ) -> int:
-        handle = self._handle(number)
-        self.calls.append(Call("GetVolumeInformationByHandleW", number))
-        if handle is None:
-            return self._fail(win32.ERROR_INVALID_HANDLE)
-        code = self._injected("GetVolumeInformationByHandleW")
-        if code:
-            return self._fail(code)
-        volume = self._volume_of(handle.fd)
-        _set(serial, volume.serial)
-        _set(longest, 255)
-        _set(flags, volume.flags)
-        if filesystem is not None:
-            if filesystem_size <= len(volume.filesystem):
-                return self._fail(ERROR_INSUFFICIENT_BUFFER)
-            filesystem.value = volume.filesystem
-        return 1
-
-    def GetFileInformationByHandleEx(self, number: int, info_class: int, buffer: Any, size: int) -> int:
-        handle = self._handle(number)
-        self.calls.append(Call("GetFileInformationByHandleEx", number, (info_class,)))
-        if handle is None:
-            return self._fail(win32.ERROR_INVALID_HANDLE)
-        state = self._state(handle.fd)
-        if info_class == win32.FILE_ATTRIBUTE_TAG_INFO_CLASS:
-            if size < 8:
-                return self._fail(ERROR_INSUFFICIENT_BUFFER)
-            attributes = state.attributes
-            if state.sparse:
-                attributes |= win32.FILE_ATTRIBUTE_SPARSE_FILE
-            if self._integrity(handle.fd):
-                attributes |= win32.FILE_ATTRIBUTE_INTEGRITY_STREAM
-            _write(buffer, struct.pack("<II", attributes, 0))
-            return 1
-        if info_class == win32.FILE_STREAM_INFO_CLASS:
-            if not state.streams:
-                return self._fail(win32.ERROR_HANDLE_EOF)
-            entries = []
-            for name in state.streams:
-                encoded = name.encode("utf-16-le")
-                entry = struct.pack("<IIqq", 0, len(encoded), 0, 0) + encoded
-                entries.append(entry + b"\0" * (-len(entry) % 8))
-            data = b""
-            for index, entry in enumerate(entries):
-                following = len(entry) if index + 1 < len(entries) else 0
-                data += struct.pack("<I", following) + entry[4:]
-            if len(data) > size:
-                return self._fail(ERROR_MORE_DATA)
-            _write(buffer, data)
-            return 1
-        return self._fail(win32.ERROR_INVALID_PARAMETER)
-
-    def SetFileInformationByHandle(self, number: int, info_class: int, buffer: Any, size: int) -> int:
-        handle = self._handle(number)
-        if handle is None:
-            return self._fail(win32.ERROR_INVALID_HANDLE)
-        if info_class != win32.FILE_END_OF_FILE_INFO_CLASS or size != 8:
-            return self._fail(win32.ERROR_INVALID_PARAMETER)
-        (end,) = struct.unpack("<q", _read(buffer, 8))
-        self.calls.append(Call("SetEndOfFile", number, (end,)))
-        if not self._can(handle, write=True):
-            return self._fail(win32.ERROR_ACCESS_DENIED)
-        code = self._injected("SetEndOfFile")
-        if code:
-            return self._fail(code)
-        os.ftruncate(handle.fd, end)
-        return 1
-
-    def ReOpenFile(self, number: int, access: int, share: int, flags: int) -> int | None:
-        handle = self._handle(number)
-        self.calls.append(Call("ReOpenFile", number, (access,)))
-        if handle is None:
-            self.error = win32.ERROR_INVALID_HANDLE
-            return ctypes.c_void_p(-1).value
-        mode = os.O_RDWR if access & win32.GENERIC_READ and access & win32.GENERIC_WRITE else os.O_WRONLY
-        fd = os.open(f"/proc/self/fd/{handle.fd}", mode)
-        self.next_handle += 4
-        self.handles[self.next_handle] = Handle(fd, reopened=True, access=access)
-        return self.next_handle
-
-    def CloseHandle(self, number: int) -> int:
-        handle = self.handles.get(number)
-        self.calls.append(Call("CloseHandle", number))
-        if handle is None:
-            return self._fail(win32.ERROR_INVALID_HANDLE)
-        if not handle.reopened:
-            # Closing the C runtime's handle would break its descriptor.
-            self.bad_closes.append(number)
-            return 1
-        del self.handles[number]
-        os.close(handle.fd)
-        return 1
-
-    def DeviceIoControl(
-        self,
-        number: int,
-        code: int,
-        in_buffer: Any,
-        in_size: int,
-        out_buffer: Any,
-        out_size: int,
-        returned: Any,
-        overlapped: Any,
-    ) -> int:
-        assert overlapped is None
-        handle = self._handle(number)
-        if handle is None:
-            self.calls.append(Call(f"DeviceIoControl({code:#x})", number))
-            return self._fail(win32.ERROR_INVALID_HANDLE)
-        volume = self._volume_of(handle.fd)
-        state = self._state(handle.fd)
-        if code == win32.FSCTL_GET_INTEGRITY_INFORMATION:
-            self.calls.append(Call("FSCTL_GET_INTEGRITY_INFORMATION", number))
-            if volume.filesystem != "ReFS":
-                return self._fail(win32.ERROR_INVALID_FUNCTION)
-            if out_size < 16:
-                return self._fail(ERROR_INSUFFICIENT_BUFFER)
-            data = struct.pack("<HHIII", self._integrity(handle.fd), 0, 0, 16 * KIB, volume.cluster)
-            _write(out_buffer, data)
-            _set(returned, len(data))
-            return 1
-        if code == win32.FSCTL_SET_INTEGRITY_INFORMATION:
-            algorithm, _, flags = struct.unpack("<HHI", _read(in_buffer, 8)) if in_size >= 8 else (0, 0, 0)
-            self.calls.append(Call("FSCTL_SET_INTEGRITY_INFORMATION", number, (algorithm, flags)))
-            if not self._can(handle, read=True, write=True):
-                # The FSCTL needs FILE_READ_DATA | FILE_WRITE_DATA.
-                return self._fail(win32.ERROR_ACCESS_DENIED)
-            if volume.filesystem != "ReFS":
-                return self._fail(win32.ERROR_INVALID_FUNCTION)
-            if in_size < 8 or algorithm not in (0, 1, CHECKSUM_TYPE_CRC64):
-                return self._fail(win32.ERROR_INVALID_PARAMETER)
-            if volume.devdrive:
-                return self._fail(win32.ERROR_NOT_SUPPORTED)
-            if os.fstat(handle.fd).st_size:
-                return self._fail(win32.ERROR_INVALID_PARAMETER)  # only an empty file's setting can change
-            state.integrity = algorithm
-            return 1
-        if code == win32.FSCTL_SET_SPARSE:
-            sparse = True if in_size == 0 else bool(_read(in_buffer, 1)[0])
-            self.calls.append(Call("FSCTL_SET_SPARSE", number, (sparse,)))
-            if not self._can(handle, write=True):
-                return self._fail(win32.ERROR_ACCESS_DENIED)
-            state.sparse = sparse
-            return 1
-        if code == win32.FSCTL_DUPLICATE_EXTENTS_TO_FILE:
-            return self._duplicate(number, handle, volume, in_buffer, in_size)
-        self.calls.append(Call(f"DeviceIoControl({code:#x})", number))
-        return self._fail(win32.ERROR_INVALID_FUNCTION)
-
-    def _duplicate(self, number: int, target: Handle, volume: Volume, in_buffer: Any, in_size: int) -> int:
-        layout = struct.Struct("@Pqqq")  # HANDLE, then three LARGE_INTEGERs
-        if in_size != layout.size:
-            self.calls.append(Call("FSCTL_DUPLICATE_EXTENTS_TO_FILE", number, ()))
-            return self._fail(win32.ERROR_INVALID_PARAMETER)
-        source_number, src_offset, dst_offset, count = layout.unpack(_read(in_buffer, in_size))
-        self.calls.append(
-            Call("FSCTL_DUPLICATE_EXTENTS_TO_FILE", number, (source_number, src_offset, dst_offset, count))
-        )
-        if not self._can(target, write=True):
-            return self._fail(win32.ERROR_ACCESS_DENIED)
-        if not volume.clones:
-            return self._fail(win32.ERROR_INVALID_FUNCTION)  # STATUS_INVALID_DEVICE_REQUEST
-        source = self._handle(source_number)
-        if source is None or self._volume_of(source.fd) is not volume:
-            return self._fail(win32.ERROR_INVALID_PARAMETER)  # not a file on the target's volume
-        if not self._can(source, read=True):
-            return self._fail(win32.ERROR_ACCESS_DENIED)
-        cluster = volume.cluster
-        if src_offset % cluster or dst_offset % cluster or count % cluster or count < 0:
-            return self._fail(win32.ERROR_INVALID_PARAMETER)
-        if count >= ROUNDED:
-            return self._fail(win32.ERROR_INVALID_PARAMETER)
-        src_size, dst_size = os.fstat(source.fd).st_size, os.fstat(target.fd).st_size
-        if src_offset + count > _round_up(src_size, cluster):
-            return self._fail(win32.ERROR_NOT_SUPPORTED)  # past the source's allocation
-        if dst_offset + count > _round_up(dst_size, cluster):
-            return self._fail(win32.ERROR_INVALID_PARAMETER)  # past the target's end of file
-        if self._state(source.fd).sparse and not self._state(target.fd).sparse:
-            return self._fail(win32.ERROR_NOT_SUPPORTED)
-        if bool(self._integrity(source.fd)) != bool(self._integrity(target.fd)):
-            return self._fail(win32.ERROR_NOT_SUPPORTED)
-        code = self._injected("FSCTL_DUPLICATE_EXTENTS_TO_FILE")
-        if code:
-            return self._fail(code)
-        # The clone: the range's data, as far as the target's end of file
-        # (the rest of its last cluster lies past it and cannot be read).
-        data = os.pread(source.fd, count, src_offset)
-        data += b"\0" * (count - len(data))
-        data = data[: max(0, dst_size - dst_offset)]
-        written = 0
-        while written < len(data):
-            written += os.pwrite(target.fd, data[written:], dst_offset + written)
-        return 1
-
-    def close(self) -> None:
-        for number in self.open_reopened():
-            os.close(self.handles.pop(number).fd)
-
-
-@pytest.fixture
-def fake() -> Iterator[FakeKernel32]:
-    kernel = FakeKernel32()
-    yield kernel
-    leaked = kernel.open_reopened()
-    kernel.close()
-    assert not kernel.bad_closes, "a C runtime handle was closed"
-    assert not leaked, "a reopened handle was not closed"
-
-
-@pytest.fixture
-def refs(tmp_path: Path, fake: FakeKernel32) -> Path:
-    """A directory on a fake ReFS volume with 4 KiB clusters."""
-    return fake.volume(tmp_path / "refs", Volume(serial=0xA11CE))
-
-
-@pytest.fixture
-def backend(fake: FakeKernel32) -> WindowsBackend:
-    return WindowsBackend(kernel32=fake)
-
-
-def _data(size: int, seed: int = 7) -> bytes:
-    return bytes((i * 31 + seed) % 251 for i in range(size))
-
-
-def _write_file(path: Path, size: int, seed: int = 7) -> bytes:
-    data = _data(size, seed)
-    path.write_bytes(data)
-    return data
-
-
-def _listing(directory: Path) -> list[str]:
-    return sorted(os.listdir(directory))
 
 
 # -- structures and codes (everywhere) ------------------------------------------------
@@ -575,7 +147,7 @@ def _largest_step(cluster: int, limit: int = ROUNDED) -> int:
 )
 def test_clone_ranges_cover_the_file_in_aligned_calls_below_4_gib(size: int, cluster: int) -> None:
     ranges = winclone.clone_ranges(size, cluster)
-    end = _round_up(size, cluster)
+    end = round_up(size, cluster)
     position = 0
     for offset, length in ranges:
         assert offset == position  # contiguous, in order, from 0
@@ -715,7 +287,7 @@ def test_new_destination_is_cloned(
     tmp_path: Path, fake: FakeKernel32, backend: WindowsBackend, cluster: int, size: int
 ) -> None:
     volume = fake.volume(tmp_path / "v", Volume(serial=0xBEEF, cluster=cluster))
-    data = _write_file(volume / "src", size)
+    data = write_file(volume / "src", size)
     report = cowpath.CopyReport()
     backend.copy_data(volume / "src", volume / "dst", "always", report)
     assert (volume / "dst").read_bytes() == data
@@ -723,19 +295,19 @@ def test_new_destination_is_cloned(
     duplicates = fake.duplicates()
     assert len(duplicates) == (1 if size else 0)
     for _, src_offset, dst_offset, count in duplicates:
-        assert (src_offset, dst_offset, count) == (0, 0, _round_up(size, cluster))
+        assert (src_offset, dst_offset, count) == (0, 0, round_up(size, cluster))
     if size:
         # Sized first: end of file set before the clone call.
         names = fake.names()
         assert names.index("SetEndOfFile") < names.index("FSCTL_DUPLICATE_EXTENTS_TO_FILE")
-    assert _listing(volume) == ["dst", "src"]
+    assert listing(volume) == ["dst", "src"]
 
 
 @needs_fake
 def test_the_source_handle_goes_in_the_structure(
     refs: Path, fake: FakeKernel32, backend: WindowsBackend
 ) -> None:
-    _write_file(refs / "src", 10_000)
+    write_file(refs / "src", 10_000)
     backend.copy_data(refs / "src", refs / "dst", "always", None)
     ((source, _, _, _),) = fake.duplicates()
     call = next(call for call in fake.calls if call.name == "FSCTL_DUPLICATE_EXTENTS_TO_FILE")
@@ -751,7 +323,7 @@ def test_large_file_is_cloned_in_calls_below_the_limit(
 ) -> None:
     # The real limit is 4 GiB; a lower one gives the same plan on a small file.
     backend.clone_limit = 3 * 4096 + 1
-    data = _write_file(refs / "src", 10 * 4096 + 5)
+    data = write_file(refs / "src", 10 * 4096 + 5)
     backend.copy_data(refs / "src", refs / "dst", "always", None)
     assert (refs / "dst").read_bytes() == data
     duplicates = fake.duplicates()
@@ -768,8 +340,8 @@ def test_large_file_is_cloned_in_calls_below_the_limit(
 def test_existing_destination_is_rewritten_in_place(
     refs: Path, fake: FakeKernel32, backend: WindowsBackend, old_size: int, size: int
 ) -> None:
-    data = _write_file(refs / "src", size)
-    _write_file(refs / "dst", old_size, seed=99)
+    data = write_file(refs / "src", size)
+    write_file(refs / "dst", old_size, seed=99)
     (refs / "link").unlink(missing_ok=True)
     os.link(refs / "dst", refs / "link")
     inode = os.stat(refs / "dst").st_ino
@@ -793,7 +365,7 @@ def test_ntfs_volume_copies_and_always_raises(
     tmp_path: Path, fake: FakeKernel32, backend: WindowsBackend
 ) -> None:
     ntfs = fake.volume(tmp_path / "ntfs", Volume(serial=0x1, filesystem="NTFS", clones=False))
-    data = _write_file(ntfs / "src", 5000)
+    data = write_file(ntfs / "src", 5000)
     report = cowpath.CopyReport()
     backend.copy_data(ntfs / "src", ntfs / "dst", "auto", report)
     assert (ntfs / "dst").read_bytes() == data
@@ -813,7 +385,7 @@ def test_different_volumes_copy_and_always_raises_exdev(
 ) -> None:
     one = fake.volume(tmp_path / "one", Volume(serial=0x111))
     two = fake.volume(tmp_path / "two", Volume(serial=0x222))
-    data = _write_file(one / "src", 9000)
+    data = write_file(one / "src", 9000)
     backend.copy_data(one / "src", two / "dst", "auto", None)
     assert (two / "dst").read_bytes() == data
     assert "FSCTL_DUPLICATE_EXTENTS_TO_FILE" not in fake.names()
@@ -821,7 +393,7 @@ def test_different_volumes_copy_and_always_raises_exdev(
         backend.copy_data(one / "src", two / "new", "always", None)
     assert caught.value.errno == errno.EXDEV
     assert (caught.value.filename, caught.value.filename2) == (str(one / "src"), str(two / "new"))
-    assert _listing(two) == ["dst"]
+    assert listing(two) == ["dst"]
 
 
 @needs_fake
@@ -830,8 +402,8 @@ def test_volumes_sharing_a_serial_number_are_refused_by_the_clone_call(
 ) -> None:
     one = fake.volume(tmp_path / "one", Volume(serial=0x777))
     two = fake.volume(tmp_path / "two", Volume(serial=0x777))
-    data = _write_file(one / "src", 9000)
-    _write_file(two / "dst", 3000, seed=3)
+    data = write_file(one / "src", 9000)
+    write_file(two / "dst", 3000, seed=3)
     before = (two / "dst").read_bytes()
     with pytest.raises(cowpath.ReflinkNotSupportedError):
         backend.copy_data(one / "src", two / "dst", "always", None)
@@ -844,7 +416,7 @@ def test_volumes_sharing_a_serial_number_are_refused_by_the_clone_call(
 def test_unusable_kernel32_means_no_clone(tmp_path: Path) -> None:
     # Off Windows the real binding cannot load: auto copies, always says ENOSYS.
     backend = WindowsBackend()
-    data = _write_file(tmp_path / "src", 100)
+    data = write_file(tmp_path / "src", 100)
     backend.copy_data(tmp_path / "src", tmp_path / "dst", "auto", None)
     assert (tmp_path / "dst").read_bytes() == data
     with pytest.raises(cowpath.ReflinkNotSupportedError) as caught:
@@ -873,7 +445,7 @@ def test_every_fallback_code_has_an_errno() -> None:
 def test_fallback_codes_copy_in_auto_and_raise_in_always(
     refs: Path, fake: FakeKernel32, backend: WindowsBackend, code: int
 ) -> None:
-    data = _write_file(refs / "src", 20_000)
+    data = write_file(refs / "src", 20_000)
     fake.inject("FSCTL_DUPLICATE_EXTENTS_TO_FILE", code)
     report = cowpath.CopyReport()
     backend.copy_data(refs / "src", refs / "dst", "auto", report)
@@ -885,7 +457,7 @@ def test_fallback_codes_copy_in_auto_and_raise_in_always(
         backend.copy_data(refs / "src", refs / "new", "always", None)
     assert caught.value.errno == FALLBACK_ERRNO[code]
     assert (caught.value.filename, caught.value.filename2) == (str(refs / "src"), str(refs / "new"))
-    assert _listing(refs) == ["dst", "src"]
+    assert listing(refs) == ["dst", "src"]
 
 
 @needs_fake
@@ -894,7 +466,7 @@ def test_fallback_codes_copy_in_auto_and_raise_in_always(
 def test_fatal_codes_raise_with_both_names(
     refs: Path, fake: FakeKernel32, backend: WindowsBackend, code: int, mode: str
 ) -> None:
-    _write_file(refs / "src", 20_000)
+    write_file(refs / "src", 20_000)
     fake.inject("FSCTL_DUPLICATE_EXTENTS_TO_FILE", code)
     with pytest.raises(OSError) as caught:
         backend.copy_data(refs / "src", refs / "dst", mode, None)  # type: ignore[arg-type]
@@ -903,18 +475,18 @@ def test_fatal_codes_raise_with_both_names(
     assert type(caught.value) is type(probe)
     assert caught.value.errno == probe.errno
     assert (caught.value.filename, caught.value.filename2) == (str(refs / "src"), str(refs / "dst"))
-    assert _listing(refs) == ["src"]  # no destination, no staging file
+    assert listing(refs) == ["src"]  # no destination, no staging file
 
 
 @needs_fake
 def test_disk_full_while_sizing_raises(refs: Path, fake: FakeKernel32, backend: WindowsBackend) -> None:
-    _write_file(refs / "src", 20_000)
+    write_file(refs / "src", 20_000)
     fake.inject("SetEndOfFile", win32.ERROR_DISK_FULL)
     with pytest.raises(OSError) as caught:
         backend.copy_data(refs / "src", refs / "dst", "auto", None)
     assert caught.value.errno == errno.ENOSPC
     assert "FSCTL_DUPLICATE_EXTENTS_TO_FILE" not in fake.names()
-    assert _listing(refs) == ["src"]
+    assert listing(refs) == ["src"]
 
 
 # -- no partial destination ------------------------------------------------------------------
@@ -926,13 +498,13 @@ def test_later_chunk_failure_leaves_no_new_destination(
     refs: Path, fake: FakeKernel32, backend: WindowsBackend, mode: str
 ) -> None:
     backend.clone_limit = 2 * 4096 + 1
-    _write_file(refs / "src", 9 * 4096)
+    write_file(refs / "src", 9 * 4096)
     fake.inject("FSCTL_DUPLICATE_EXTENTS_TO_FILE", win32.ERROR_DISK_FULL, nth=3)
     with pytest.raises(OSError) as caught:
         backend.copy_data(refs / "src", refs / "dst", mode, None)  # type: ignore[arg-type]
     assert caught.value.errno == errno.ENOSPC
     assert len(fake.duplicates()) == 3  # two ranges were cloned before the failure
-    assert _listing(refs) == ["src"]
+    assert listing(refs) == ["src"]
 
 
 @needs_fake
@@ -940,7 +512,7 @@ def test_later_chunk_refusal_of_a_new_file_copies_it_whole(
     refs: Path, fake: FakeKernel32, backend: WindowsBackend
 ) -> None:
     backend.clone_limit = 2 * 4096 + 1
-    data = _write_file(refs / "src", 9 * 4096 + 1)
+    data = write_file(refs / "src", 9 * 4096 + 1)
     fake.inject("FSCTL_DUPLICATE_EXTENTS_TO_FILE", win32.ERROR_BLOCK_TOO_MANY_REFERENCES, nth=2)
     report = cowpath.CopyReport()
     backend.copy_data(refs / "src", refs / "dst", "auto", report)
@@ -950,7 +522,7 @@ def test_later_chunk_refusal_of_a_new_file_copies_it_whole(
     with pytest.raises(cowpath.ReflinkNotSupportedError) as caught:
         backend.copy_data(refs / "src", refs / "new", "always", None)
     assert caught.value.errno == errno.EMLINK
-    assert _listing(refs) == ["dst", "src"]
+    assert listing(refs) == ["dst", "src"]
 
 
 @needs_fake
@@ -959,15 +531,15 @@ def test_later_chunk_failure_leaves_an_existing_destination_whole_when_atomic(
     refs: Path, fake: FakeKernel32, backend: WindowsBackend, mode: str
 ) -> None:
     backend.clone_limit = 2 * 4096 + 1
-    _write_file(refs / "src", 9 * 4096)
-    old = _write_file(refs / "dst", 5 * 4096 + 3, seed=42)
+    write_file(refs / "src", 9 * 4096)
+    old = write_file(refs / "dst", 5 * 4096 + 3, seed=42)
     fake.inject("FSCTL_DUPLICATE_EXTENTS_TO_FILE", win32.ERROR_IO_DEVICE, nth=2)
     with pytest.raises(OSError) as caught:
         backend.copy_data(refs / "src", refs / "dst", mode, None, atomic=True)  # type: ignore[arg-type]
     assert not isinstance(caught.value, cowpath.ReflinkNotSupportedError)
     assert caught.value.errno == win32.win_error(win32.ERROR_IO_DEVICE).errno
     assert (refs / "dst").read_bytes() == old
-    assert _listing(refs) == ["dst", "src"]
+    assert listing(refs) == ["dst", "src"]
 
 
 @needs_fake
@@ -978,8 +550,8 @@ def test_later_chunk_failure_in_place_is_raised_not_swallowed(
     # whose old data was partly replaced cannot be given back: the error is
     # raised, in "auto" too, rather than hidden behind a copy.
     backend.clone_limit = 2 * 4096 + 1
-    _write_file(refs / "src", 9 * 4096)
-    _write_file(refs / "dst", 9 * 4096, seed=42)
+    write_file(refs / "src", 9 * 4096)
+    write_file(refs / "dst", 9 * 4096, seed=42)
     fake.inject("FSCTL_DUPLICATE_EXTENTS_TO_FILE", win32.ERROR_BLOCK_TOO_MANY_REFERENCES, nth=2)
     with pytest.raises(OSError) as caught:
         backend.copy_data(refs / "src", refs / "dst", "auto", None)
@@ -992,9 +564,9 @@ def test_later_chunk_failure_in_place_is_raised_not_swallowed(
 def test_first_range_refusal_leaves_an_existing_destination_untouched(
     refs: Path, fake: FakeKernel32, backend: WindowsBackend, code: int
 ) -> None:
-    _write_file(refs / "src", 30_000)
+    write_file(refs / "src", 30_000)
     fake.state_of_path(refs / "src").sparse = True
-    old = _write_file(refs / "dst", 7_000, seed=5)
+    old = write_file(refs / "dst", 7_000, seed=5)
     fake.inject("FSCTL_DUPLICATE_EXTENTS_TO_FILE", code)
     if code == win32.ERROR_BLOCK_TOO_MANY_REFERENCES:
         # It can come partway through a range: only an empty file is given back.
@@ -1016,7 +588,7 @@ def test_first_range_refusal_leaves_an_existing_destination_untouched(
 def test_streams_are_copied_without_any_clone_call(
     refs: Path, fake: FakeKernel32, backend: WindowsBackend, src_name: str, dst_name: str
 ) -> None:
-    data = _write_file(refs / src_name, 9000)
+    data = write_file(refs / src_name, 9000)
     report = cowpath.CopyReport()
     backend.copy_data(refs / src_name, refs / dst_name, "auto", report)
     assert (refs / dst_name).read_bytes() == data
@@ -1034,16 +606,16 @@ def test_stream_destination_is_written_where_it_is(
     refs: Path, fake: FakeKernel32, backend: WindowsBackend
 ) -> None:
     # Not staged under a private name: "dst:stream" is opened as it is.
-    _write_file(refs / "src", 100)
+    write_file(refs / "src", 100)
     backend.copy_data(refs / "src", refs / "dst:s", "auto", None)
-    assert _listing(refs) == ["dst:s", "src"]
+    assert listing(refs) == ["dst:s", "src"]
 
 
 @needs_fake
 def test_sparse_source_makes_the_destination_sparse_before_cloning(
     refs: Path, fake: FakeKernel32, backend: WindowsBackend
 ) -> None:
-    data = _write_file(refs / "src", 50_000)
+    data = write_file(refs / "src", 50_000)
     fake.state_of_path(refs / "src").sparse = True
     backend.copy_data(refs / "src", refs / "dst", "always", None)
     assert (refs / "dst").read_bytes() == data
@@ -1056,7 +628,7 @@ def test_sparse_source_makes_the_destination_sparse_before_cloning(
 def test_plain_source_leaves_the_destination_plain(
     refs: Path, fake: FakeKernel32, backend: WindowsBackend
 ) -> None:
-    _write_file(refs / "src", 50_000)
+    write_file(refs / "src", 50_000)
     backend.copy_data(refs / "src", refs / "dst", "always", None)
     assert "FSCTL_SET_SPARSE" not in fake.names()
     assert not fake.state_of_path(refs / "dst").sparse
@@ -1066,7 +638,7 @@ def test_plain_source_leaves_the_destination_plain(
 def test_integrity_setting_is_matched_through_a_read_write_handle(
     refs: Path, fake: FakeKernel32, backend: WindowsBackend
 ) -> None:
-    data = _write_file(refs / "src", 30_000)
+    data = write_file(refs / "src", 30_000)
     fake.state_of_path(refs / "src").integrity = CHECKSUM_TYPE_CRC64
     backend.copy_data(refs / "src", refs / "dst", "always", None)
     assert (refs / "dst").read_bytes() == data
@@ -1084,7 +656,7 @@ def test_dev_drive_refusing_the_integrity_change_is_harmless(
     tmp_path: Path, fake: FakeKernel32, backend: WindowsBackend
 ) -> None:
     dev = fake.volume(tmp_path / "dev", Volume(serial=0xDE7, devdrive=True))
-    same = _write_file(dev / "plain", 12_000)
+    same = write_file(dev / "plain", 12_000)
     # Same setting on both files: nothing to change, a clone.
     report = cowpath.CopyReport()
     backend.copy_data(dev / "plain", dev / "plain-copy", "always", report)
@@ -1092,7 +664,7 @@ def test_dev_drive_refusing_the_integrity_change_is_harmless(
     assert (dev / "plain-copy").read_bytes() == same
     # Different settings that cannot be matched: the refusal is ignored,
     # the clone call refuses the pair, and the data is copied.
-    data = _write_file(dev / "src", 12_000)
+    data = write_file(dev / "src", 12_000)
     fake.state_of_path(dev / "src").integrity = CHECKSUM_TYPE_CRC64
     report = cowpath.CopyReport()
     backend.copy_data(dev / "src", dev / "dst", "auto", report)
@@ -1108,7 +680,7 @@ def test_dev_drive_refusing_the_integrity_change_is_harmless(
 def test_refusal_gives_an_empty_destination_its_integrity_setting_back(
     refs: Path, fake: FakeKernel32, backend: WindowsBackend
 ) -> None:
-    _write_file(refs / "src", 9000)
+    write_file(refs / "src", 9000)
     (refs / "dst").write_bytes(b"")
     fake.state_of_path(refs / "dst").integrity = CHECKSUM_TYPE_CRC64
     fake.inject("FSCTL_DUPLICATE_EXTENTS_TO_FILE", win32.ERROR_NOT_SUPPORTED)
@@ -1124,9 +696,9 @@ def test_refusal_gives_an_empty_destination_its_integrity_setting_back(
 def test_integrity_mismatch_with_a_non_empty_destination_is_refused_before_any_change(
     refs: Path, fake: FakeKernel32, backend: WindowsBackend
 ) -> None:
-    _write_file(refs / "src", 30_000)
+    write_file(refs / "src", 30_000)
     fake.state_of_path(refs / "src").integrity = CHECKSUM_TYPE_CRC64
-    old = _write_file(refs / "dst", 100, seed=1)
+    old = write_file(refs / "dst", 100, seed=1)
     with pytest.raises(cowpath.ReflinkNotSupportedError):
         backend.copy_data(refs / "src", refs / "dst", "always", None)
     assert (refs / "dst").read_bytes() == old
@@ -1158,7 +730,7 @@ def swapped(monkeypatch: pytest.MonkeyPatch, backend: WindowsBackend) -> Windows
 def test_public_functions_clone(
     refs: Path, fake: FakeKernel32, swapped: WindowsBackend, function: Any
 ) -> None:
-    data = _write_file(refs / "src", 70_000)
+    data = write_file(refs / "src", 70_000)
     report = cowpath.CopyReport()
     function(refs / "src", refs / "dst", report=report)
     assert (refs / "dst").read_bytes() == data
@@ -1172,7 +744,7 @@ def test_copytree_clones_every_file(refs: Path, fake: FakeKernel32, swapped: Win
     for i in range(12):
         path = refs / "tree" / f"d{i % 3}" / f"f{i}"
         path.parent.mkdir(parents=True, exist_ok=True)
-        expected[path.relative_to(refs / "tree")] = _write_file(path, 1000 * i + 1, seed=i)
+        expected[path.relative_to(refs / "tree")] = write_file(path, 1000 * i + 1, seed=i)
     report = cowpath.CopyReport()
     cowpath.copytree(refs / "tree", refs / "copy", report=report)
     assert (report.files_cloned, report.files_copied) == (12, 0)
@@ -1190,33 +762,8 @@ def test_supports_reflink_answers_from_a_real_clone(
     # The answer is cached per pair of st_dev, which the fake volumes share.
     cowpath._probe.clear_cache()
     assert cowpath.supports_reflink(ntfs) is False
-    assert _listing(refs) == []
-    assert _listing(ntfs) == []
-
-
-# -- CopyFile2 -------------------------------------------------------------------------------
-
-
-class FakeCopyFile2:
-    """``_winapi.CopyFile2``: copies data and, as CopyFile2 does, times and streams."""
-
-    def __init__(self, fake: FakeKernel32) -> None:
-        self.fake = fake
-        self.calls: list[tuple[str, str, int]] = []
-        self.fail_with: int | None = None
-
-    def __call__(self, src: str, dst: str, flags: int) -> None:
-        self.calls.append((src, dst, flags))
-        if self.fail_with is not None:
-            raise win32.win_error(self.fail_with)
-        if flags & win.COPY_FILE_FAIL_IF_EXISTS and os.path.lexists(dst):
-            raise win32.win_error(win32.ERROR_FILE_EXISTS)
-        shutil.copyfile(src, dst)
-        shutil.copystat(src, dst)
-        source = self.fake.state_of_path(Path(src))
-        target = self.fake.state_of_path(Path(dst))
-        target.streams = list(source.streams)
-        target.attributes = source.attributes
+    assert listing(refs) == []
+    assert listing(ntfs) == []
 
 
 @pytest.fixture
@@ -1246,7 +793,7 @@ def test_copyfile_and_copy_never_use_copyfile2(
     metadata: int,
 ) -> None:
     _build(monkeypatch, build)
-    _write_file(refs / "src", 5000)
+    write_file(refs / "src", 5000)
     fake.state_of_path(refs / "src").streams.append(":Zone.Identifier:$DATA")
     backend.copy_data(refs / "src", refs / "dst", mode, None, metadata)  # type: ignore[arg-type]
     assert copyfile2.calls == []
@@ -1257,7 +804,7 @@ def test_copyfile_and_copy_never_use_copyfile2(
 def test_copy2_of_a_plain_file_is_a_clone(
     refs: Path, backend: WindowsBackend, copyfile2: FakeCopyFile2
 ) -> None:
-    data = _write_file(refs / "src", 40_000)
+    data = write_file(refs / "src", 40_000)
     report = cowpath.CopyReport()
     backend.copy_data(refs / "src", refs / "dst", "auto", report, META_STAT)
     assert (refs / "dst").read_bytes() == data
@@ -1270,7 +817,7 @@ def test_copy2_of_a_plain_file_is_a_clone(
 def test_copy2_of_a_file_with_more_than_data_is_copyfile2(
     refs: Path, fake: FakeKernel32, backend: WindowsBackend, copyfile2: FakeCopyFile2, extra: str
 ) -> None:
-    data = _write_file(refs / "src", 40_000)
+    data = write_file(refs / "src", 40_000)
     state = fake.state_of_path(refs / "src")
     if extra == "stream":
         state.streams.append(":Zone.Identifier:$DATA")
@@ -1286,7 +833,7 @@ def test_copy2_of_a_file_with_more_than_data_is_copyfile2(
     assert os.path.dirname(private) == str(refs)
     assert private != str(refs / "dst")
     assert flags == win.COPY_FILE_ALLOW_DECRYPTED_DESTINATION | win.COPY_FILE_FAIL_IF_EXISTS
-    assert _listing(refs) == ["dst", "src"]
+    assert listing(refs) == ["dst", "src"]
     assert (report.files_cloned, report.files_copied) == (0, 1)
     assert "FSCTL_DUPLICATE_EXTENTS_TO_FILE" not in fake.names()
     # What CopyFile2 carries, the destination has.
@@ -1298,11 +845,11 @@ def test_copy2_that_cannot_clone_is_copyfile2(
     tmp_path: Path, fake: FakeKernel32, backend: WindowsBackend, copyfile2: FakeCopyFile2
 ) -> None:
     ntfs = fake.volume(tmp_path / "ntfs", Volume(serial=0x3, filesystem="NTFS", clones=False))
-    data = _write_file(ntfs / "src", 4000)
+    data = write_file(ntfs / "src", 4000)
     backend.copy_data(ntfs / "src", ntfs / "dst", "auto", None, META_STAT)
     assert (ntfs / "dst").read_bytes() == data
     assert len(copyfile2.calls) == 1
-    assert _listing(ntfs) == ["dst", "src"]
+    assert listing(ntfs) == ["dst", "src"]
 
 
 @needs_fake
@@ -1319,7 +866,7 @@ def test_copy2_never_uses_copyfile2_only_where_it_cannot_clone(
     delegated: bool,
 ) -> None:
     _build(monkeypatch, build)
-    data = _write_file(refs / "src", 4000)
+    data = write_file(refs / "src", 4000)
     backend.copy_data(refs / "src", refs / "dst", "never", None, META_STAT)
     assert (refs / "dst").read_bytes() == data
     assert bool(copyfile2.calls) is delegated
@@ -1330,7 +877,7 @@ def test_copy2_never_uses_copyfile2_only_where_it_cannot_clone(
 def test_copy2_always_clones_and_never_delegates(
     refs: Path, fake: FakeKernel32, backend: WindowsBackend, copyfile2: FakeCopyFile2
 ) -> None:
-    data = _write_file(refs / "src", 4000)
+    data = write_file(refs / "src", 4000)
     fake.state_of_path(refs / "src").streams.append(":extra:$DATA")
     report = cowpath.CopyReport()
     backend.copy_data(refs / "src", refs / "dst", "always", report, META_STAT)
@@ -1344,9 +891,9 @@ def test_copy2_always_clones_and_never_delegates(
 def test_copy2_with_copyfile2_onto_an_existing_file(
     refs: Path, fake: FakeKernel32, backend: WindowsBackend, copyfile2: FakeCopyFile2, atomic: bool
 ) -> None:
-    data = _write_file(refs / "src", 4000)
+    data = write_file(refs / "src", 4000)
     fake.state_of_path(refs / "src").streams.append(":extra:$DATA")
-    _write_file(refs / "dst", 100, seed=3)
+    write_file(refs / "dst", 100, seed=3)
     inode = os.stat(refs / "dst").st_ino
     backend.copy_data(refs / "src", refs / "dst", "auto", None, META_STAT, atomic=atomic)
     assert (refs / "dst").read_bytes() == data
@@ -1359,7 +906,7 @@ def test_copy2_with_copyfile2_onto_an_existing_file(
     else:
         # In place, as shutil.copy2 calls it.
         assert (target, flags) == (str(refs / "dst"), win.COPY_FILE_ALLOW_DECRYPTED_DESTINATION)
-    assert _listing(refs) == ["dst", "src"]
+    assert listing(refs) == ["dst", "src"]
 
 
 @needs_fake
@@ -1368,7 +915,7 @@ def test_copyfile2_access_denied_falls_back_as_shutil_does(
 ) -> None:
     # shutil.copy2 answers ERROR_ACCESS_DENIED from CopyFile2 with copyfile
     # and copystat; cowpath's copyfile step then clones.
-    data = _write_file(refs / "src", 4000)
+    data = write_file(refs / "src", 4000)
     fake.state_of_path(refs / "src").streams.append(":extra:$DATA")
     copyfile2.fail_with = win32.ERROR_ACCESS_DENIED
     report = cowpath.CopyReport()
@@ -1377,21 +924,21 @@ def test_copyfile2_access_denied_falls_back_as_shutil_does(
     assert len(copyfile2.calls) == 1
     assert (report.files_cloned, report.files_copied) == (1, 0)
     assert fake.state_of_path(refs / "dst").streams == ["::$DATA"]
-    assert _listing(refs) == ["dst", "src"]
+    assert listing(refs) == ["dst", "src"]
 
 
 @needs_fake
 def test_copyfile2_failure_raises_with_both_names_and_leaves_nothing(
     refs: Path, fake: FakeKernel32, backend: WindowsBackend, copyfile2: FakeCopyFile2
 ) -> None:
-    _write_file(refs / "src", 4000)
+    write_file(refs / "src", 4000)
     fake.state_of_path(refs / "src").streams.append(":extra:$DATA")
     copyfile2.fail_with = win32.ERROR_DISK_FULL
     with pytest.raises(OSError) as caught:
         backend.copy_data(refs / "src", refs / "dst", "auto", None, META_STAT)
     assert caught.value.errno == errno.ENOSPC
     assert (caught.value.filename, caught.value.filename2) == (str(refs / "src"), str(refs / "dst"))
-    assert _listing(refs) == ["src"]
+    assert listing(refs) == ["src"]
 
 
 @needs_fake
@@ -1406,7 +953,7 @@ def test_copytree_with_copyfile2_clones_plain_files(
         monkeypatch.setattr(module, "backend", lambda: backend)
     (refs / "tree").mkdir()
     for i in range(4):
-        _write_file(refs / "tree" / f"f{i}", 5000 + i, seed=i)
+        write_file(refs / "tree" / f"f{i}", 5000 + i, seed=i)
     fake.state_of_path(refs / "tree" / "f3").streams.append(":Zone.Identifier:$DATA")
     report = cowpath.CopyReport()
     cowpath.copytree(refs / "tree", refs / "copy", report=report)
@@ -1450,7 +997,7 @@ def test_staging_on_windows_closes_then_renames_without_replacing(
         staging.discard()
     else:
         assert target.read_bytes() == b"new"
-    assert _listing(tmp_path) == ["target"]
+    assert listing(tmp_path) == ["target"]
 
 
 # -- import, binding ------------------------------------------------------------------------

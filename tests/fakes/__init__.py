@@ -1,0 +1,1 @@
+"""Fakes of the OS seams (kernel32, libSystem) that act on real files."""
