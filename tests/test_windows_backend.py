@@ -18,6 +18,7 @@ import struct
 import subprocess
 import sys
 import textwrap
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -26,14 +27,13 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import cowpath
-import cowpath._copy
 import cowpath._probe
-import cowpath._tree
 from cowpath import _staging
 from cowpath import _win32 as win32
 from cowpath import _winclone as winclone
 from cowpath import _windows as win
 from cowpath._api import META_MODE, META_NONE, META_STAT
+from cowpath._select import use_backend
 from cowpath._windows import WindowsBackend
 from tests.fakes.kernel32 import (
     CHECKSUM_TYPE_CRC64,
@@ -711,16 +711,18 @@ def test_integrity_mismatch_with_a_non_empty_destination_is_refused_before_any_c
     assert not changes & set(fake.names())
 
 
-# -- the public functions with the backend swapped in ------------------------------------------
+# -- the public functions with the backend chosen for them ------------------------------------
 
 
 @pytest.fixture
-def swapped(monkeypatch: pytest.MonkeyPatch, backend: WindowsBackend) -> WindowsBackend:
-    for module in (cowpath._copy, cowpath._tree, cowpath._probe):
-        monkeypatch.setattr(module, "backend", lambda: backend)
+def swapped(monkeypatch: pytest.MonkeyPatch, backend: WindowsBackend) -> Iterator[WindowsBackend]:
     monkeypatch.setattr(win, "_copyfile2_function", lambda: None)  # as on Python 3.10/3.11
+    # supports_reflink caches its answers per filesystem: none from another
+    # backend may answer here, and none from the fake may outlive the test.
     cowpath._probe.clear_cache()
-    return backend
+    with use_backend(backend) as chosen:
+        yield chosen
+    cowpath._probe.clear_cache()
 
 
 @needs_fake
@@ -947,16 +949,14 @@ def test_copytree_with_copyfile2_clones_plain_files(
     fake: FakeKernel32,
     backend: WindowsBackend,
     copyfile2: FakeCopyFile2,
-    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    for module in (cowpath._copy, cowpath._tree):
-        monkeypatch.setattr(module, "backend", lambda: backend)
     (refs / "tree").mkdir()
     for i in range(4):
         write_file(refs / "tree" / f"f{i}", 5000 + i, seed=i)
     fake.state_of_path(refs / "tree" / "f3").streams.append(":Zone.Identifier:$DATA")
     report = cowpath.CopyReport()
-    cowpath.copytree(refs / "tree", refs / "copy", report=report)
+    with use_backend(backend):
+        cowpath.copytree(refs / "tree", refs / "copy", report=report)
     assert (report.files_cloned, report.files_copied) == (3, 1)
     assert len(copyfile2.calls) == 1
     assert fake.state_of_path(refs / "copy" / "f3").streams[-1] == ":Zone.Identifier:$DATA"
