@@ -6,8 +6,11 @@ import os
 import re
 import subprocess
 import sys
-from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from ._win32 import Kernel32
 
 __all__ = ["Mount", "advice", "mount_of"]
 
@@ -100,27 +103,27 @@ def parse_macos_mounts(text: str, real: str) -> Mount | None:
     return best
 
 
-def windows_volume(path: str, kernel32: object | None = None) -> Mount | None:
+def windows_volume(path: str, kernel32: Kernel32 | None = None) -> Mount | None:
     """The volume holding ``path`` on Windows: its root, file system name and root path.
 
-    ``kernel32`` stands in for the real library in tests; it needs the
-    two functions' ctypes signatures (wide strings, lengths, out buffers).
+    ``kernel32`` stands in for the real binding in tests; only its
+    GetVolumePathNameW and GetVolumeInformationW are called.
     """
     import ctypes
 
+    from . import _win32
+
     if kernel32 is None:
-        loader: Callable[..., object] | None = getattr(ctypes, "WinDLL", None)
-        if loader is None:
-            return None
-        kernel32 = loader("kernel32", use_last_error=True)
+        try:
+            kernel32 = _win32.kernel32()
+        except (OSError, AttributeError):
+            return None  # no kernel32: not Windows
     size = 32768  # the longest path Windows allows, in characters
     root = ctypes.create_unicode_buffer(size)
-    if not kernel32.GetVolumePathNameW(os.path.abspath(path), root, size):  # type: ignore[attr-defined]
+    if not kernel32.GetVolumePathNameW(os.path.abspath(path), root, size):
         return None
     fstype = ctypes.create_unicode_buffer(261)
-    if not kernel32.GetVolumeInformationW(  # type: ignore[attr-defined]
-        root.value, None, 0, None, None, None, fstype, len(fstype)
-    ):
+    if not kernel32.GetVolumeInformationW(root.value, None, 0, None, None, None, fstype, len(fstype)):
         return None
     # Windows names them "NTFS", "ReFS", "FAT32": lower case, as on Linux.
     return Mount(root.value, fstype.value.lower(), root.value)

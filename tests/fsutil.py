@@ -1,4 +1,7 @@
-"""Facts about files that tests check: shared extents, space, sparseness."""
+"""Facts about files that tests check: shared extents, space, sparseness, listings.
+
+And files of known content to check them against (:func:`write_file`).
+"""
 
 from __future__ import annotations
 
@@ -6,6 +9,7 @@ import array
 import os
 import struct
 from dataclasses import dataclass
+from pathlib import Path
 
 # FS_IOC_FIEMAP = _IOWR('f', 11, struct fiemap); struct fiemap is 32 bytes
 # and each struct fiemap_extent 56 (linux/fiemap.h).
@@ -115,3 +119,15 @@ def force_named_staging() -> None:
     chosen = use_backend(LinuxBackend(unnamed_staging=False))
     chosen.__enter__()
     _ENTERED.append(chosen)  # the context ends only with the process
+
+
+def write_file(path: Path, size: int, seed: int = 7) -> bytes:
+    """Write ``size`` bytes of a pattern that differs with ``seed`` to ``path``; return them."""
+    data = bytes((i * 31 + seed) % 251 for i in range(size))
+    path.write_bytes(data)
+    return data
+
+
+def listing(directory: str | os.PathLike[str]) -> list[str]:
+    """The names in ``directory``, sorted."""
+    return sorted(os.listdir(directory))

@@ -33,7 +33,11 @@ def test_mypy_strict() -> None:
 
 
 # The modules only one OS imports: its backend and the native binding it uses.
-OS_MODULES = {"linux": {"_linux"}, "darwin": {"_macos", "_libsystem"}, "win32": {"_windows"}}
+OS_MODULES = {
+    "linux": {"_linux"},
+    "darwin": {"_macos", "_libsystem"},
+    "win32": {"_windows", "_winclone"},
+}
 
 
 # Each OS's own modules with the shared ones, type-checked as that OS sees
