@@ -298,4 +298,3 @@ def _open_clone(path: StrOrBytesPath, src_st: os.stat_result) -> tuple[int, os.s
         os.close(fd)
         raise
     return fd, st
-

@@ -54,7 +54,7 @@ from ._win32 import (
 )
 
 if TYPE_CHECKING:
-    from ._api import StrOrBytesPath
+    from ._common import StrOrBytesPath
 
 __all__ = ["CLONE_FALLBACK_WINERRORS", "CLONE_LIMIT", "clone_ranges", "is_stream_path"]
 

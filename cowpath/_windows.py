@@ -17,13 +17,13 @@ import os
 import stat
 import struct
 import sys
-import threading
 from collections.abc import Callable
-from typing import TYPE_CHECKING, ClassVar, Final
+from typing import ClassVar, Final
 
-from ._api import META_STAT, READ_FLAGS, FdBackend, ReflinkMode, StrOrBytesPath
-from ._errors import CannotClone, ReflinkNotSupportedError, with_filenames
-from ._staging import Staging, _private_name
+from ._backend import Backend, FileJob, Route, Transfer
+from ._common import READ_FLAGS, Metadata, StrOrBytesPath
+from ._errors import CannotClone
+from ._staging import Staging, private_name
 from ._win32 import (
     ERROR_ACCESS_DENIED,
     ERROR_HANDLE_EOF,
@@ -40,9 +40,6 @@ from ._win32 import (
     win_error,
 )
 from ._winclone import CLONE_LIMIT, _Clone, is_stream_path
-
-if TYPE_CHECKING:
-    from ._report import CopyReport
 
 __all__ = ["WindowsBackend"]
 
@@ -85,11 +82,6 @@ def _windows_build() -> int:
     return sys.getwindowsversion().platform_version[2]
 
 
-# A stat result that is no regular file: passed as the destination's stat,
-# it sends the engine to its in-place path (used for stream destinations,
-# which cannot be staged under another name).
-_WRITE_IN_PLACE: Final = os.stat_result((0,) * 10)
-
 # The file attributes that a clone followed by copystat reproduces as
 # CopyFile2 does; any other (hidden, system, not indexed, ...) is carried
 # by CopyFile2 only. Sparse is the one accepted difference: a clone of a
@@ -118,11 +110,11 @@ def _remove_private(path: StrOrBytesPath) -> None:
 # -- the backend --------------------------------------------------------------------
 
 
-class WindowsBackend(FdBackend):
+class WindowsBackend(Backend):
     """Block cloning on ReFS and Dev Drive; a read/write copy everywhere else.
 
     copy2 on Python 3.12+ is delegated to CopyFile2 where that is what
-    keeps the result equal to shutil.copy2's (see :meth:`copy_data`).
+    keeps the result equal to shutil.copy2's (see :meth:`route`).
     """
 
     name = "windows"
@@ -134,10 +126,6 @@ class WindowsBackend(FdBackend):
         # None: the real kernel32, bound on the first clone.
         self._kernel32 = kernel32
         self._no_kernel32 = False
-        # The source path of the copy under way in this thread: clone_fd is
-        # given descriptors, and needs the name to refuse streams and to
-        # name both files in its errors.
-        self._local = threading.local()
 
     def _binding(self) -> Kernel32:
         if self._kernel32 is None:
@@ -150,31 +138,26 @@ class WindowsBackend(FdBackend):
                 raise CannotClone(errno.ENOSYS, f"kernel32 is unavailable: {exc}") from None
         return self._kernel32
 
-    # -- cloning -------------------------------------------------------------
+    # -- the engine's hooks ------------------------------------------------------
 
-    def clone_fd(
-        self, src_fd: int, dst_fd: int, src_st: os.stat_result, dst_size: int, dst: StrOrBytesPath
-    ) -> None:
-        src = getattr(self._local, "src", None)
-        if is_stream_path(dst) or (src is not None and is_stream_path(src)):
+    def clone(self, transfer: Transfer) -> None:
+        job = transfer.job
+        if is_stream_path(job.dst) or is_stream_path(job.src):
             raise CannotClone(errno.EINVAL, "alternate data streams are copied, never cloned")
-        if not stat.S_ISREG(src_st.st_mode):
+        if not stat.S_ISREG(transfer.src_st.st_mode):
             raise CannotClone(errno.EINVAL, "only regular files are cloned")
         k32 = self._binding()
-        _Clone(k32, src_fd, dst_fd, src_st.st_size, dst_size, src, dst, self.clone_limit).run()
+        size, dst_size = transfer.src_st.st_size, transfer.dst_size
+        _Clone(
+            k32, transfer.src_fd, transfer.dst_fd, size, dst_size, job.src, job.dst, self.clone_limit
+        ).run()
 
-    # -- the shutil-shaped entry points ------------------------------------------
+    def can_stage(self, path: StrOrBytesPath) -> bool:
+        # A stream is opened, and created, where it is, as shutil's
+        # open(dst, "wb") does; it has no name of its own to stage.
+        return not is_stream_path(path)
 
-    def copy_data(
-        self,
-        src: StrOrBytesPath,
-        dst: StrOrBytesPath,
-        mode: ReflinkMode,
-        report: CopyReport | None,
-        metadata: int = 0,
-        atomic: bool = False,
-        dst_st: bool | os.stat_result | None = True,
-    ) -> bool:
+    def route(self, job: FileJob) -> Route:
         # copyfile and copy never go through CopyFile2: it carries alternate
         # data streams, extended attributes, file attributes and the
         # modification time ("This function preserves extended attributes,
@@ -198,51 +181,16 @@ class WindowsBackend(FdBackend):
         #   pair that cannot be cloned, goes to CopyFile2, which Windows 11
         #   24H2 and Server 2025 make a clone on ReFS by themselves.
         # Windows does not say whether CopyFile2 cloned: it counts as a copy.
-        if metadata == META_STAT and _copyfile2_function() is not None:
-            delegate = False
-            if mode == "never":
-                delegate = _windows_build() < NATIVE_CLONE_BUILD
-            elif mode == "auto":
-                if self._plain_source(src):
-                    try:
-                        return self._engine(src, dst, "always", report, metadata, atomic, dst_st)
-                    except ReflinkNotSupportedError:
-                        pass  # the destination is as it was
-                delegate = True
-            if delegate and self._copy2_with_copyfile2(src, dst, atomic, report):
-                return True
-        return self._engine(src, dst, mode, report, metadata, atomic, dst_st)
+        if job.metadata is not Metadata.STAT or _copyfile2_function() is None:
+            return Route.ENGINE
+        if job.mode == "never":
+            return Route.NATIVE if _windows_build() < NATIVE_CLONE_BUILD else Route.ENGINE
+        if job.mode == "auto":
+            return Route.CLONE_THEN_NATIVE if self._plain_source(job.src) else Route.NATIVE
+        return Route.ENGINE
 
-    def copy_new_file(
-        self, src: str, dst: str, mode: ReflinkMode, metadata: int, direct: bool = False
-    ) -> tuple[bool, int] | None:
-        if metadata == META_STAT and _copyfile2_function() is not None:
-            return None  # copy2's way is chosen by copy_data, which the general path calls
-        self._local.src = src
-        try:
-            return super().copy_new_file(src, dst, mode, metadata, direct)
-        finally:
-            self._local.src = None
-
-    def _engine(
-        self,
-        src: StrOrBytesPath,
-        dst: StrOrBytesPath,
-        mode: ReflinkMode,
-        report: CopyReport | None,
-        metadata: int,
-        atomic: bool,
-        dst_st: bool | os.stat_result | None,
-    ) -> bool:
-        if is_stream_path(dst):
-            # A stream is opened, and created, where it is, as shutil's
-            # open(dst, "wb") does; it has no name of its own to stage.
-            dst_st, atomic = _WRITE_IN_PLACE, False
-        self._local.src = src
-        try:
-            return super().copy_data(src, dst, mode, report, metadata, atomic, dst_st)
-        finally:
-            self._local.src = None
+    def native_copy(self, job: FileJob, replace: bool) -> bool:
+        return self._copy2_with_copyfile2(job.src, job.dst, replace)
 
     # -- CopyFile2 -----------------------------------------------------------
 
@@ -273,9 +221,7 @@ class WindowsBackend(FdBackend):
         finally:
             os.close(fd)
 
-    def _copy2_with_copyfile2(
-        self, src: StrOrBytesPath, dst: StrOrBytesPath, atomic: bool, report: CopyReport | None
-    ) -> bool:
+    def _copy2_with_copyfile2(self, src: StrOrBytesPath, dst: StrOrBytesPath, atomic: bool) -> bool:
         """copy2 as shutil.copy2 makes it on 3.12+; False if shutil would fall back (or if the
         destination is not a plain file name), leaving the copy to the engine."""
         copyfile2 = _copyfile2_function()
@@ -293,7 +239,6 @@ class WindowsBackend(FdBackend):
             return False
         flags = COPY_FILE_ALLOW_DECRYPTED_DESTINATION  # shutil's flags
         try:
-            nbytes = os.stat(src).st_size if report is not None else 0
             if is_stream_path(dst) or (existing is not None and not atomic):
                 # In place, as shutil writes an existing file (or a stream).
                 copyfile2(os.fsdecode(src), os.fsdecode(dst), flags)
@@ -305,11 +250,9 @@ class WindowsBackend(FdBackend):
                 # destination): copyfile, then copystat.
                 return False
             code = getattr(exc, "winerror", None)
-            raise (
-                win_error(code, src, dst) if isinstance(code, int) else with_filenames(exc, src, dst)
-            ) from None
-        if report is not None:
-            report.record(cloned=False, nbytes=nbytes)
+            if isinstance(code, int):
+                raise win_error(code, src, dst) from None
+            raise
         return True
 
 
@@ -326,7 +269,7 @@ def _copyfile2_staged(
     ``replace`` it replaces an existing ``target`` whole (``atomic``).
     """
     for _ in range(8):
-        private = _private_name(target)
+        private = private_name(target)
         try:
             # FAIL_IF_EXISTS: the private name is this call's alone.
             copyfile2(os.fsdecode(src), os.fsdecode(private), flags | COPY_FILE_FAIL_IF_EXISTS)

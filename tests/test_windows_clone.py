@@ -18,6 +18,7 @@ import cowpath
 from cowpath import _win32 as win32
 from cowpath import _winclone as winclone
 from cowpath._windows import WindowsBackend
+from tests.fakes import copy_data
 from tests.fakes.kernel32 import (
     CHECKSUM_TYPE_CRC64,
     GIB,
@@ -115,7 +116,7 @@ def test_new_destination_is_cloned(
     volume = fake.volume(tmp_path / "v", Volume(serial=0xBEEF, cluster=cluster))
     data = write_file(volume / "src", size)
     report = cowpath.CopyReport()
-    backend.copy_data(volume / "src", volume / "dst", "always", report)
+    copy_data(backend, volume / "src", volume / "dst", "always", report)
     assert (volume / "dst").read_bytes() == data
     assert (report.files_cloned, report.bytes_cloned, report.files_copied) == (1, size, 0)
     duplicates = fake.duplicates()
@@ -134,7 +135,7 @@ def test_the_source_handle_goes_in_the_structure(
     refs: Path, fake: FakeKernel32, backend: WindowsBackend
 ) -> None:
     write_file(refs / "src", 10_000)
-    backend.copy_data(refs / "src", refs / "dst", "always", None)
+    copy_data(backend, refs / "src", refs / "dst", "always", None)
     ((source, _, _, _),) = fake.duplicates()
     call = next(call for call in fake.calls if call.name == "FSCTL_DUPLICATE_EXTENTS_TO_FILE")
     # The FSCTL goes to the destination's handle and names the source's.
@@ -150,7 +151,7 @@ def test_large_file_is_cloned_in_calls_below_the_limit(
     # The real limit is 4 GiB; a lower one gives the same plan on a small file.
     backend.clone_limit = 3 * 4096 + 1
     data = write_file(refs / "src", 10 * 4096 + 5)
-    backend.copy_data(refs / "src", refs / "dst", "always", None)
+    copy_data(backend, refs / "src", refs / "dst", "always", None)
     assert (refs / "dst").read_bytes() == data
     duplicates = fake.duplicates()
     assert [(offset, count) for _, offset, _, count in duplicates] == [
@@ -172,7 +173,7 @@ def test_existing_destination_is_rewritten_in_place(
     os.link(refs / "dst", refs / "link")
     inode = os.stat(refs / "dst").st_ino
     report = cowpath.CopyReport()
-    backend.copy_data(refs / "src", refs / "dst", "always", report)
+    copy_data(backend, refs / "src", refs / "dst", "always", report)
     assert (refs / "dst").read_bytes() == data
     assert os.stat(refs / "dst").st_ino == inode
     assert (refs / "link").read_bytes() == data
@@ -193,11 +194,11 @@ def test_ntfs_volume_copies_and_always_raises(
     ntfs = fake.volume(tmp_path / "ntfs", Volume(serial=0x1, filesystem="NTFS", clones=False))
     data = write_file(ntfs / "src", 5000)
     report = cowpath.CopyReport()
-    backend.copy_data(ntfs / "src", ntfs / "dst", "auto", report)
+    copy_data(backend, ntfs / "src", ntfs / "dst", "auto", report)
     assert (ntfs / "dst").read_bytes() == data
     assert (report.files_cloned, report.files_copied) == (0, 1)
     with pytest.raises(cowpath.ReflinkNotSupportedError) as caught:
-        backend.copy_data(ntfs / "src", ntfs / "new", "always", None)
+        copy_data(backend, ntfs / "src", ntfs / "new", "always", None)
     assert caught.value.errno == errno.EOPNOTSUPP
     assert (caught.value.filename, caught.value.filename2) == (str(ntfs / "src"), str(ntfs / "new"))
     assert not (ntfs / "new").exists()
@@ -212,11 +213,11 @@ def test_different_volumes_copy_and_always_raises_exdev(
     one = fake.volume(tmp_path / "one", Volume(serial=0x111))
     two = fake.volume(tmp_path / "two", Volume(serial=0x222))
     data = write_file(one / "src", 9000)
-    backend.copy_data(one / "src", two / "dst", "auto", None)
+    copy_data(backend, one / "src", two / "dst", "auto", None)
     assert (two / "dst").read_bytes() == data
     assert "FSCTL_DUPLICATE_EXTENTS_TO_FILE" not in fake.names()
     with pytest.raises(cowpath.ReflinkNotSupportedError) as caught:
-        backend.copy_data(one / "src", two / "new", "always", None)
+        copy_data(backend, one / "src", two / "new", "always", None)
     assert caught.value.errno == errno.EXDEV
     assert (caught.value.filename, caught.value.filename2) == (str(one / "src"), str(two / "new"))
     assert listing(two) == ["dst"]
@@ -232,9 +233,9 @@ def test_volumes_sharing_a_serial_number_are_refused_by_the_clone_call(
     write_file(two / "dst", 3000, seed=3)
     before = (two / "dst").read_bytes()
     with pytest.raises(cowpath.ReflinkNotSupportedError):
-        backend.copy_data(one / "src", two / "dst", "always", None)
+        copy_data(backend, one / "src", two / "dst", "always", None)
     assert (two / "dst").read_bytes() == before  # given back as it was
-    backend.copy_data(one / "src", two / "dst", "auto", None)
+    copy_data(backend, one / "src", two / "dst", "auto", None)
     assert (two / "dst").read_bytes() == data
 
 
@@ -243,10 +244,10 @@ def test_unusable_kernel32_means_no_clone(tmp_path: Path) -> None:
     # Off Windows the real binding cannot load: auto copies, always says ENOSYS.
     backend = WindowsBackend()
     data = write_file(tmp_path / "src", 100)
-    backend.copy_data(tmp_path / "src", tmp_path / "dst", "auto", None)
+    copy_data(backend, tmp_path / "src", tmp_path / "dst", "auto", None)
     assert (tmp_path / "dst").read_bytes() == data
     with pytest.raises(cowpath.ReflinkNotSupportedError) as caught:
-        backend.copy_data(tmp_path / "src", tmp_path / "new", "always", None)
+        copy_data(backend, tmp_path / "src", tmp_path / "new", "always", None)
     assert caught.value.errno == errno.ENOSYS
 
 
@@ -260,11 +261,11 @@ def test_streams_are_copied_without_any_clone_call(
 ) -> None:
     data = write_file(refs / src_name, 9000)
     report = cowpath.CopyReport()
-    backend.copy_data(refs / src_name, refs / dst_name, "auto", report)
+    copy_data(backend, refs / src_name, refs / dst_name, "auto", report)
     assert (refs / dst_name).read_bytes() == data
     assert report.files_copied == 1
     with pytest.raises(cowpath.ReflinkNotSupportedError) as caught:
-        backend.copy_data(refs / src_name, refs / "other:s", "always", None)
+        copy_data(backend, refs / src_name, refs / "other:s", "always", None)
     assert caught.value.errno == errno.EINVAL
     assert (caught.value.filename, caught.value.filename2) == (str(refs / src_name), str(refs / "other:s"))
     assert not (refs / "other:s").exists()
@@ -277,7 +278,7 @@ def test_stream_destination_is_written_where_it_is(
 ) -> None:
     # Not staged under a private name: "dst:stream" is opened as it is.
     write_file(refs / "src", 100)
-    backend.copy_data(refs / "src", refs / "dst:s", "auto", None)
+    copy_data(backend, refs / "src", refs / "dst:s", "auto", None)
     assert listing(refs) == ["dst:s", "src"]
 
 
@@ -287,7 +288,7 @@ def test_sparse_source_makes_the_destination_sparse_before_cloning(
 ) -> None:
     data = write_file(refs / "src", 50_000)
     fake.state_of_path(refs / "src").sparse = True
-    backend.copy_data(refs / "src", refs / "dst", "always", None)
+    copy_data(backend, refs / "src", refs / "dst", "always", None)
     assert (refs / "dst").read_bytes() == data
     assert fake.state_of_path(refs / "dst").sparse
     names = fake.names()
@@ -299,7 +300,7 @@ def test_plain_source_leaves_the_destination_plain(
     refs: Path, fake: FakeKernel32, backend: WindowsBackend
 ) -> None:
     write_file(refs / "src", 50_000)
-    backend.copy_data(refs / "src", refs / "dst", "always", None)
+    copy_data(backend, refs / "src", refs / "dst", "always", None)
     assert "FSCTL_SET_SPARSE" not in fake.names()
     assert not fake.state_of_path(refs / "dst").sparse
 
@@ -310,7 +311,7 @@ def test_integrity_setting_is_matched_through_a_read_write_handle(
 ) -> None:
     data = write_file(refs / "src", 30_000)
     fake.state_of_path(refs / "src").integrity = CHECKSUM_TYPE_CRC64
-    backend.copy_data(refs / "src", refs / "dst", "always", None)
+    copy_data(backend, refs / "src", refs / "dst", "always", None)
     assert (refs / "dst").read_bytes() == data
     assert fake.state_of_path(refs / "dst").integrity == CHECKSUM_TYPE_CRC64
     (set_call,) = [call for call in fake.calls if call.name == "FSCTL_SET_INTEGRITY_INFORMATION"]
@@ -329,7 +330,7 @@ def test_dev_drive_refusing_the_integrity_change_is_harmless(
     same = write_file(dev / "plain", 12_000)
     # Same setting on both files: nothing to change, a clone.
     report = cowpath.CopyReport()
-    backend.copy_data(dev / "plain", dev / "plain-copy", "always", report)
+    copy_data(backend, dev / "plain", dev / "plain-copy", "always", report)
     assert report.files_cloned == 1
     assert (dev / "plain-copy").read_bytes() == same
     # Different settings that cannot be matched: the refusal is ignored,
@@ -337,11 +338,11 @@ def test_dev_drive_refusing_the_integrity_change_is_harmless(
     data = write_file(dev / "src", 12_000)
     fake.state_of_path(dev / "src").integrity = CHECKSUM_TYPE_CRC64
     report = cowpath.CopyReport()
-    backend.copy_data(dev / "src", dev / "dst", "auto", report)
+    copy_data(backend, dev / "src", dev / "dst", "auto", report)
     assert (dev / "dst").read_bytes() == data
     assert (report.files_cloned, report.files_copied) == (0, 1)
     with pytest.raises(cowpath.ReflinkNotSupportedError) as caught:
-        backend.copy_data(dev / "src", dev / "new", "always", None)
+        copy_data(backend, dev / "src", dev / "new", "always", None)
     assert caught.value.errno == errno.EOPNOTSUPP
     assert not (dev / "new").exists()
 
@@ -355,7 +356,7 @@ def test_refusal_gives_an_empty_destination_its_integrity_setting_back(
     fake.state_of_path(refs / "dst").integrity = CHECKSUM_TYPE_CRC64
     fake.inject("FSCTL_DUPLICATE_EXTENTS_TO_FILE", win32.ERROR_NOT_SUPPORTED)
     with pytest.raises(cowpath.ReflinkNotSupportedError):
-        backend.copy_data(refs / "src", refs / "dst", "always", None)
+        copy_data(backend, refs / "src", refs / "dst", "always", None)
     assert (refs / "dst").read_bytes() == b""
     assert fake.state_of_path(refs / "dst").integrity == CHECKSUM_TYPE_CRC64
     sets = [call.detail for call in fake.calls if call.name == "FSCTL_SET_INTEGRITY_INFORMATION"]
@@ -370,7 +371,7 @@ def test_integrity_mismatch_with_a_non_empty_destination_is_refused_before_any_c
     fake.state_of_path(refs / "src").integrity = CHECKSUM_TYPE_CRC64
     old = write_file(refs / "dst", 100, seed=1)
     with pytest.raises(cowpath.ReflinkNotSupportedError):
-        backend.copy_data(refs / "src", refs / "dst", "always", None)
+        copy_data(backend, refs / "src", refs / "dst", "always", None)
     assert (refs / "dst").read_bytes() == old
     changes = {
         "SetEndOfFile",

@@ -15,9 +15,10 @@ import pytest
 import cowpath
 from cowpath import _win32 as win32
 from cowpath import _windows as win
-from cowpath._api import META_MODE, META_NONE, META_STAT
+from cowpath._common import Metadata
 from cowpath._select import use_backend
 from cowpath._windows import WindowsBackend
+from tests.fakes import copy_data
 from tests.fakes.kernel32 import FakeCopyFile2, FakeKernel32, Volume, needs_fake
 from tests.fsutil import listing, write_file
 
@@ -42,7 +43,7 @@ def _build(monkeypatch: pytest.MonkeyPatch, build: int) -> None:
 @needs_fake
 @pytest.mark.parametrize("build", [20348, 26100])
 @pytest.mark.parametrize("mode", ["auto", "always", "never"])
-@pytest.mark.parametrize("metadata", [META_NONE, META_MODE])
+@pytest.mark.parametrize("metadata", [Metadata.NONE, Metadata.MODE])
 def test_copyfile_and_copy_never_use_copyfile2(
     refs: Path,
     backend: WindowsBackend,
@@ -56,7 +57,7 @@ def test_copyfile_and_copy_never_use_copyfile2(
     _build(monkeypatch, build)
     write_file(refs / "src", 5000)
     fake.state_of_path(refs / "src").streams.append(":Zone.Identifier:$DATA")
-    backend.copy_data(refs / "src", refs / "dst", mode, None, metadata)  # type: ignore[arg-type]
+    copy_data(backend, refs / "src", refs / "dst", mode, None, metadata)  # type: ignore[arg-type]
     assert copyfile2.calls == []
     assert fake.state_of_path(refs / "dst").streams == ["::$DATA"]
 
@@ -67,7 +68,7 @@ def test_copy2_of_a_plain_file_is_a_clone(
 ) -> None:
     data = write_file(refs / "src", 40_000)
     report = cowpath.CopyReport()
-    backend.copy_data(refs / "src", refs / "dst", "auto", report, META_STAT)
+    copy_data(backend, refs / "src", refs / "dst", "auto", report, Metadata.STAT)
     assert (refs / "dst").read_bytes() == data
     assert copyfile2.calls == []
     assert report.files_cloned == 1
@@ -85,8 +86,8 @@ def test_copy2_of_a_file_with_more_than_data_is_copyfile2(
     else:
         state.attributes |= FILE_ATTRIBUTE_HIDDEN
     report = cowpath.CopyReport()
-    applied = backend.copy_data(refs / "src", refs / "dst", "auto", report, META_STAT)
-    assert applied is True  # CopyFile2 set the metadata: the caller must not redo it
+    job = copy_data(backend, refs / "src", refs / "dst", "auto", report, Metadata.STAT)
+    assert not job.by_path  # CopyFile2 set the metadata: the engine does not redo it
     assert (refs / "dst").read_bytes() == data
     ((src, private, flags),) = copyfile2.calls
     assert src == str(refs / "src")
@@ -107,7 +108,7 @@ def test_copy2_that_cannot_clone_is_copyfile2(
 ) -> None:
     ntfs = fake.volume(tmp_path / "ntfs", Volume(serial=0x3, filesystem="NTFS", clones=False))
     data = write_file(ntfs / "src", 4000)
-    backend.copy_data(ntfs / "src", ntfs / "dst", "auto", None, META_STAT)
+    copy_data(backend, ntfs / "src", ntfs / "dst", "auto", None, Metadata.STAT)
     assert (ntfs / "dst").read_bytes() == data
     assert len(copyfile2.calls) == 1
     assert listing(ntfs) == ["dst", "src"]
@@ -128,7 +129,7 @@ def test_copy2_never_uses_copyfile2_only_where_it_cannot_clone(
 ) -> None:
     _build(monkeypatch, build)
     data = write_file(refs / "src", 4000)
-    backend.copy_data(refs / "src", refs / "dst", "never", None, META_STAT)
+    copy_data(backend, refs / "src", refs / "dst", "never", None, Metadata.STAT)
     assert (refs / "dst").read_bytes() == data
     assert bool(copyfile2.calls) is delegated
     assert "FSCTL_DUPLICATE_EXTENTS_TO_FILE" not in fake.names()
@@ -141,7 +142,7 @@ def test_copy2_always_clones_and_never_delegates(
     data = write_file(refs / "src", 4000)
     fake.state_of_path(refs / "src").streams.append(":extra:$DATA")
     report = cowpath.CopyReport()
-    backend.copy_data(refs / "src", refs / "dst", "always", report, META_STAT)
+    copy_data(backend, refs / "src", refs / "dst", "always", report, Metadata.STAT)
     assert (refs / "dst").read_bytes() == data
     assert copyfile2.calls == []
     assert report.files_cloned == 1
@@ -156,7 +157,7 @@ def test_copy2_with_copyfile2_onto_an_existing_file(
     fake.state_of_path(refs / "src").streams.append(":extra:$DATA")
     write_file(refs / "dst", 100, seed=3)
     inode = os.stat(refs / "dst").st_ino
-    backend.copy_data(refs / "src", refs / "dst", "auto", None, META_STAT, atomic=atomic)
+    copy_data(backend, refs / "src", refs / "dst", "auto", None, Metadata.STAT, atomic=atomic)
     assert (refs / "dst").read_bytes() == data
     ((_, target, flags),) = copyfile2.calls
     if atomic:
@@ -180,7 +181,7 @@ def test_copyfile2_access_denied_falls_back_as_shutil_does(
     fake.state_of_path(refs / "src").streams.append(":extra:$DATA")
     copyfile2.fail_with = win32.ERROR_ACCESS_DENIED
     report = cowpath.CopyReport()
-    backend.copy_data(refs / "src", refs / "dst", "auto", report, META_STAT)
+    copy_data(backend, refs / "src", refs / "dst", "auto", report, Metadata.STAT)
     assert (refs / "dst").read_bytes() == data
     assert len(copyfile2.calls) == 1
     assert (report.files_cloned, report.files_copied) == (1, 0)
@@ -196,7 +197,7 @@ def test_copyfile2_failure_raises_with_both_names_and_leaves_nothing(
     fake.state_of_path(refs / "src").streams.append(":extra:$DATA")
     copyfile2.fail_with = win32.ERROR_DISK_FULL
     with pytest.raises(OSError) as caught:
-        backend.copy_data(refs / "src", refs / "dst", "auto", None, META_STAT)
+        copy_data(backend, refs / "src", refs / "dst", "auto", None, Metadata.STAT)
     assert caught.value.errno == errno.ENOSPC
     assert (caught.value.filename, caught.value.filename2) == (str(refs / "src"), str(refs / "dst"))
     assert listing(refs) == ["src"]

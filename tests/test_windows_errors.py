@@ -16,6 +16,7 @@ import cowpath
 from cowpath import _win32 as win32
 from cowpath import _winclone as winclone
 from cowpath._windows import WindowsBackend
+from tests.fakes import copy_data
 from tests.fakes.kernel32 import FakeKernel32, needs_fake
 from tests.fsutil import listing, write_file
 
@@ -89,13 +90,13 @@ def test_fallback_codes_copy_in_auto_and_raise_in_always(
     data = write_file(refs / "src", 20_000)
     fake.inject("FSCTL_DUPLICATE_EXTENTS_TO_FILE", code)
     report = cowpath.CopyReport()
-    backend.copy_data(refs / "src", refs / "dst", "auto", report)
+    copy_data(backend, refs / "src", refs / "dst", "auto", report)
     assert (refs / "dst").read_bytes() == data
     assert (report.files_cloned, report.files_copied) == (0, 1)
 
     fake.inject("FSCTL_DUPLICATE_EXTENTS_TO_FILE", code)
     with pytest.raises(cowpath.ReflinkNotSupportedError) as caught:
-        backend.copy_data(refs / "src", refs / "new", "always", None)
+        copy_data(backend, refs / "src", refs / "new", "always", None)
     assert caught.value.errno == FALLBACK_ERRNO[code]
     assert (caught.value.filename, caught.value.filename2) == (str(refs / "src"), str(refs / "new"))
     assert listing(refs) == ["dst", "src"]
@@ -110,7 +111,7 @@ def test_fatal_codes_raise_with_both_names(
     write_file(refs / "src", 20_000)
     fake.inject("FSCTL_DUPLICATE_EXTENTS_TO_FILE", code)
     with pytest.raises(OSError) as caught:
-        backend.copy_data(refs / "src", refs / "dst", mode, None)  # type: ignore[arg-type]
+        copy_data(backend, refs / "src", refs / "dst", mode, None)  # type: ignore[arg-type]
     assert not isinstance(caught.value, cowpath.ReflinkNotSupportedError)
     probe = win32.win_error(code)
     assert type(caught.value) is type(probe)
@@ -124,7 +125,7 @@ def test_disk_full_while_sizing_raises(refs: Path, fake: FakeKernel32, backend: 
     write_file(refs / "src", 20_000)
     fake.inject("SetEndOfFile", win32.ERROR_DISK_FULL)
     with pytest.raises(OSError) as caught:
-        backend.copy_data(refs / "src", refs / "dst", "auto", None)
+        copy_data(backend, refs / "src", refs / "dst", "auto", None)
     assert caught.value.errno == errno.ENOSPC
     assert "FSCTL_DUPLICATE_EXTENTS_TO_FILE" not in fake.names()
     assert listing(refs) == ["src"]
@@ -142,7 +143,7 @@ def test_later_chunk_failure_leaves_no_new_destination(
     write_file(refs / "src", 9 * 4096)
     fake.inject("FSCTL_DUPLICATE_EXTENTS_TO_FILE", win32.ERROR_DISK_FULL, nth=3)
     with pytest.raises(OSError) as caught:
-        backend.copy_data(refs / "src", refs / "dst", mode, None)  # type: ignore[arg-type]
+        copy_data(backend, refs / "src", refs / "dst", mode, None)  # type: ignore[arg-type]
     assert caught.value.errno == errno.ENOSPC
     assert len(fake.duplicates()) == 3  # two ranges were cloned before the failure
     assert listing(refs) == ["src"]
@@ -156,12 +157,12 @@ def test_later_chunk_refusal_of_a_new_file_copies_it_whole(
     data = write_file(refs / "src", 9 * 4096 + 1)
     fake.inject("FSCTL_DUPLICATE_EXTENTS_TO_FILE", win32.ERROR_BLOCK_TOO_MANY_REFERENCES, nth=2)
     report = cowpath.CopyReport()
-    backend.copy_data(refs / "src", refs / "dst", "auto", report)
+    copy_data(backend, refs / "src", refs / "dst", "auto", report)
     assert (refs / "dst").read_bytes() == data
     assert (report.files_cloned, report.files_copied) == (0, 1)
     fake.inject("FSCTL_DUPLICATE_EXTENTS_TO_FILE", win32.ERROR_BLOCK_TOO_MANY_REFERENCES, nth=2)
     with pytest.raises(cowpath.ReflinkNotSupportedError) as caught:
-        backend.copy_data(refs / "src", refs / "new", "always", None)
+        copy_data(backend, refs / "src", refs / "new", "always", None)
     assert caught.value.errno == errno.EMLINK
     assert listing(refs) == ["dst", "src"]
 
@@ -176,7 +177,7 @@ def test_later_chunk_failure_leaves_an_existing_destination_whole_when_atomic(
     old = write_file(refs / "dst", 5 * 4096 + 3, seed=42)
     fake.inject("FSCTL_DUPLICATE_EXTENTS_TO_FILE", win32.ERROR_IO_DEVICE, nth=2)
     with pytest.raises(OSError) as caught:
-        backend.copy_data(refs / "src", refs / "dst", mode, None, atomic=True)  # type: ignore[arg-type]
+        copy_data(backend, refs / "src", refs / "dst", mode, None, atomic=True)  # type: ignore[arg-type]
     assert not isinstance(caught.value, cowpath.ReflinkNotSupportedError)
     assert caught.value.errno == win32.win_error(win32.ERROR_IO_DEVICE).errno
     assert (refs / "dst").read_bytes() == old
@@ -195,7 +196,7 @@ def test_later_chunk_failure_in_place_is_raised_not_swallowed(
     write_file(refs / "dst", 9 * 4096, seed=42)
     fake.inject("FSCTL_DUPLICATE_EXTENTS_TO_FILE", win32.ERROR_BLOCK_TOO_MANY_REFERENCES, nth=2)
     with pytest.raises(OSError) as caught:
-        backend.copy_data(refs / "src", refs / "dst", "auto", None)
+        copy_data(backend, refs / "src", refs / "dst", "auto", None)
     assert not isinstance(caught.value, cowpath.ReflinkNotSupportedError)
     assert (caught.value.filename, caught.value.filename2) == (str(refs / "src"), str(refs / "dst"))
 
@@ -212,10 +213,10 @@ def test_first_range_refusal_leaves_an_existing_destination_untouched(
     if code == win32.ERROR_BLOCK_TOO_MANY_REFERENCES:
         # It can come partway through a range: only an empty file is given back.
         with pytest.raises(OSError) as caught:
-            backend.copy_data(refs / "src", refs / "dst", "always", None)
+            copy_data(backend, refs / "src", refs / "dst", "always", None)
         assert not isinstance(caught.value, cowpath.ReflinkNotSupportedError)
         return
     with pytest.raises(cowpath.ReflinkNotSupportedError):
-        backend.copy_data(refs / "src", refs / "dst", "always", None)
+        copy_data(backend, refs / "src", refs / "dst", "always", None)
     assert (refs / "dst").read_bytes() == old  # extended for the clone, cut back
     assert not fake.state_of_path(refs / "dst").sparse  # the sparse flag taken back too
