@@ -4,6 +4,9 @@ They need root, util-linux ``mount``, ``mkfs.btrfs`` (btrfs-progs) and
 ``mkfs.xfs`` (xfsprogs). Where they cannot be made the tests that need them
 skip with the reason, unless ``COWPATH_REQUIRE_LOOPFS=1`` (set by ``.ci/run``)
 says they must run: then they fail.
+
+Besides these session-wide mounts, ``small`` makes filesystems for one test
+alone, and ``staging`` runs a test with each way of staging a new file.
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ from pathlib import Path
 import pytest
 
 from cowpath._select import use_backend
+from tests.faultutil import SmallFilesystems
 
 REQUIRED = os.environ.get("COWPATH_REQUIRE_LOOPFS") == "1"
 
@@ -172,6 +176,16 @@ def src_dst_dirs(request: pytest.FixtureRequest, mounts: Mounts) -> Iterator[tup
     yield pair
     for path in set(pair):
         shutil.rmtree(path, ignore_errors=True)
+
+
+@pytest.fixture
+def small() -> Iterator[SmallFilesystems]:
+    """Filesystems made for this test alone, to fill, remount read-only or shut
+    down (``tests/faultutil.py``); the user nobody can reach them. Unmounted
+    and removed afterwards."""
+    filesystems = SmallFilesystems()
+    yield filesystems
+    filesystems.close()
 
 
 @pytest.fixture(params=["unnamed", "named"])
