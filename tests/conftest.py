@@ -4,7 +4,9 @@ The filesystems are loop-mounted btrfs, XFS and ext4, and tmpfs. They need
 root, util-linux ``mount``, ``mkfs.btrfs`` (btrfs-progs) and ``mkfs.xfs``
 (xfsprogs). Where they cannot be made the tests that need them skip with the
 reason, unless ``COWPATH_REQUIRE_LOOPFS=1`` (set by ``.ci/run``) says they
-must run: then they fail.
+must run: then they fail. Besides these session-wide mounts, ``small`` makes
+filesystems for one test alone, and ``staging`` runs a test with each way of
+staging a new file.
 
 The fake kernel32 (tests/fakes/kernel32.py) acts on real files; its
 fixtures serve tests/test_windows_*.py.
@@ -26,6 +28,7 @@ import pytest
 from cowpath._select import use_backend
 from cowpath._windows import WindowsBackend
 from tests.fakes.kernel32 import FakeKernel32, Volume
+from tests.faultutil import SmallFilesystems
 
 REQUIRED = os.environ.get("COWPATH_REQUIRE_LOOPFS") == "1"
 
@@ -178,6 +181,16 @@ def src_dst_dirs(request: pytest.FixtureRequest, mounts: Mounts) -> Iterator[tup
     yield pair
     for path in set(pair):
         shutil.rmtree(path, ignore_errors=True)
+
+
+@pytest.fixture
+def small() -> Iterator[SmallFilesystems]:
+    """Filesystems made for this test alone, to fill, remount read-only or shut
+    down (``tests/faultutil.py``); the user nobody can reach them. Unmounted
+    and removed afterwards."""
+    filesystems = SmallFilesystems()
+    yield filesystems
+    filesystems.close()
 
 
 @pytest.fixture(params=["unnamed", "named"])

@@ -29,6 +29,7 @@ import pytest
 
 REQUIRED = os.environ.get("COWPATH_REQUIRE_LOOPFS") == "1"
 NOBODY = 65534
+MIB = 1024 * 1024
 
 MKFS = {
     "xfs": ["mkfs.xfs", "-q", "-f", "-m", "reflink=1"],
@@ -232,6 +233,18 @@ def caller_names(exc: OSError, src: Any, dst: Any) -> None:
     for name in named:
         if name is not None:
             assert os.fsdecode(name) in given, (exc, given)
+
+
+def intact(dst: Path, content: dict[str, bytes]) -> int:
+    """Every file under ``dst`` is whole, one of ``content`` (keyed by
+    relative path); returns how many there are."""
+    count = 0
+    for path in walk_files(dst):
+        relative = str(path.relative_to(dst))
+        assert relative in content, f"unexpected file {path}"
+        assert path.read_bytes() == content[relative], f"partial file under a destination name: {path}"
+        count += 1
+    return count
 
 
 def both_names(exc: OSError, src: Any, dst: Any) -> None:

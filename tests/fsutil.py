@@ -81,33 +81,6 @@ def allocated_bytes(path: str | os.PathLike[str]) -> int:
     return os.stat(path).st_blocks * 512
 
 
-def tree_state(root: str | os.PathLike[str], *, mtimes: bool = False) -> dict[str, tuple[object, ...]]:
-    """Everything a user can observe of a tree, keyed by relative path.
-
-    Kind, mode, symlink text, content and link count; modification times too
-    with ``mtimes`` (not access times: reading a file changes them).
-    """
-    import stat
-    from pathlib import Path
-
-    seen: dict[str, tuple[object, ...]] = {}
-    for dirpath, dirnames, filenames in os.walk(root):
-        for name in dirnames + filenames:
-            path = Path(dirpath, name)
-            st = path.lstat()
-            rel = str(path.relative_to(root))
-            when = (st.st_mtime_ns,) if mtimes else ()
-            if stat.S_ISLNK(st.st_mode):
-                seen[rel] = ("link", os.readlink(path))
-            elif stat.S_ISDIR(st.st_mode):
-                seen[rel] = ("dir", stat.S_IMODE(st.st_mode), *when)
-            elif stat.S_ISREG(st.st_mode):
-                seen[rel] = ("file", stat.S_IMODE(st.st_mode), path.read_bytes(), st.st_nlink, *when)
-            else:
-                seen[rel] = ("other", stat.S_IFMT(st.st_mode))
-    return seen
-
-
 _ENTERED: list[object] = []
 
 

@@ -14,7 +14,7 @@ import os
 import shutil
 import sys
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -22,16 +22,9 @@ import pytest
 
 import cowpath
 from tests.faultutil import NOBODY, SmallFilesystems, fill, in_child, leftovers
+from tests.parity import Outcome, outcome
 
 pytestmark = pytest.mark.skipif(sys.platform != "linux", reason="Linux filesystems")
-
-
-@pytest.fixture
-def small() -> Iterator[SmallFilesystems]:
-    """Filesystems made for this test alone, where nobody may enter."""
-    filesystems = SmallFilesystems()
-    yield filesystems
-    filesystems.close()
 
 
 MIB = 1024 * 1024
@@ -315,15 +308,10 @@ def test_copy2_takes_data_and_times_from_one_version(tmp_path: Path) -> None:
 # -- errors in threads ------------------------------------------------------------------
 
 
-def _copytree_as_nobody(src: Path, dst: Path, workers: int | None) -> tuple[Any, ...]:
-    try:
-        if workers is None:
-            shutil.copytree(src, dst)
-        else:
-            cowpath.copytree(src, dst, workers=workers)
-    except shutil.Error as exc:
-        return tuple((s, d, why) for s, d, why in exc.args[0])
-    return ()
+def _copytree_as_nobody(src: Path, dst: Path, workers: int | None) -> Outcome:
+    if workers is None:
+        return outcome(lambda: shutil.copytree(src, dst), dst)
+    return outcome(lambda: cowpath.copytree(src, dst, workers=workers), dst)
 
 
 @pytest.mark.parametrize("workers", [2, 8])
@@ -343,10 +331,9 @@ def test_errors_in_worker_threads_are_all_reported(small: SmallFilesystems, work
     os.chmod(base, 0o777)
     by_shutil = in_child(_copytree_as_nobody, src, base / "by-shutil", None, user=NOBODY)
     by_cowpath = in_child(_copytree_as_nobody, src, base / "by-cowpath", workers, user=NOBODY)
-    assert {s for s, _, _ in by_cowpath} == unreadable
-    assert [
-        (s, d.replace("by-cowpath", "DST"), w.replace("by-cowpath", "DST")) for s, d, w in by_cowpath
-    ] == [(s, d.replace("by-shutil", "DST"), w.replace("by-shutil", "DST")) for s, d, w in by_shutil]
+    assert by_cowpath.errors is not None
+    assert {failure.src for failure in by_cowpath.errors} == unreadable
+    assert by_cowpath == by_shutil
     copied = sorted(p.relative_to(base / "by-cowpath") for p in (base / "by-cowpath").rglob("f*"))
     assert len(copied) == 400 - len(unreadable)
     assert leftovers(base) == []

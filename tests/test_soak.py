@@ -15,7 +15,6 @@ import sys
 import threading
 import time
 import tracemalloc
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -32,13 +31,6 @@ FILESYSTEMS = ("xfs", "btrfs", "ext4", "tmpfs")
 COPIES_PER_FILESYSTEM = 100_000
 SECONDS_PER_FILESYSTEM = 20.0
 TRACED_COPIES = 20_000
-
-
-@pytest.fixture
-def small() -> Iterator[SmallFilesystems]:
-    filesystems = SmallFilesystems()
-    yield filesystems
-    filesystems.close()
 
 
 def _descriptors() -> int:
