@@ -159,6 +159,8 @@ class _Tree:
         self.final_prefixes: list[Any] = []
         # Final names of what could not be moved out of the staging directory.
         self.lost: list[str] = []
+        # (source, staged path) of the directories to narrow before the moves.
+        self.narrow_later: list[tuple[Any, Any]] = []
 
     # -- the walk, in shutil's order -----------------------------------------
 
@@ -184,14 +186,19 @@ class _Tree:
             os.makedirs(dst, exist_ok=self.dirs_exist_ok)
         else:
             os.mkdir(dst)
-        if self.stage_tree:
-            created = _narrow(src, dst)
-            if created is not None and not self.options.dir_metadata:
-                # No copystat will set its mode: it gets back the one mkdir gave it.
-                self.restore.append((self.shown(dst), created))
         shown_dst = dst
         if root and self.stage_tree:
             dst = self.make_staging(dst)
+        if self.stage_tree:
+            if root or self.staging is None:
+                self.narrow(src, shown_dst)
+            else:
+                # Inside the private directory nobody else can enter: narrowed
+                # just before the tree is moved into place, when everything
+                # in it has been created. A chmod by a caller outside a setgid
+                # directory's group clears S_ISGID (chmod(2)), and what is
+                # created in the directory afterwards would not get its group.
+                self.narrow_later.append((src, dst))
         batch: list[_File] = []
         use_entry = self.metadata is not None
         dst_text = os.fspath(dst)
@@ -250,6 +257,12 @@ class _Tree:
         # a directory's metadata after its contents, and names the source
         # as it was given (a DirEntry below the top) in an error.
         self.dirs.append((self.next_seq(), src, self.shown(shown_dst)))
+
+    def narrow(self, src: Any, path: Any) -> None:
+        created = _narrow(src, path)
+        if created is not None and not self.options.dir_metadata:
+            # No copystat will set its mode: it gets back the one mkdir gave it.
+            self.restore.append((self.shown(path), created))
 
     def subtree(self, srcobj: Any, srcname: Any, dstname: Any) -> None:
         sys.audit("shutil.copytree", srcobj, self.shown(dstname))
@@ -330,6 +343,9 @@ class _Tree:
             return
         staging, final = self.staging, self.final
         interrupted: BaseException | None = None
+        for src, path in self.narrow_later:
+            self.narrow(src, path)
+        self.narrow_later = []
         names: list[Any] = []
         for _ in range(2):
             try:
@@ -527,10 +543,14 @@ def _narrow(src: Any, dst: Any) -> int | None:
     Its own mode comes last, with copystat, after the tree is moved into
     place: until then a 0644 file in a 0700 source directory would be open
     to all in a 0755 copy (shutil has that window). The owner keeps full
-    access, which the copy needs. Returns the mode it had, if it changed.
+    access, which the copy needs. Only permission bits are taken away: the
+    setgid bit the kernel gives a directory made in a setgid directory
+    (mkdir(2)) stays, so that what is created in it gets its group, as
+    with shutil; copystat sets the final bits. Returns the mode it had, if
+    it changed.
     """
     try:
-        wanted = stat.S_IMODE(os.stat(src).st_mode) | stat.S_IRWXU
+        wanted = stat.S_IMODE(os.stat(src).st_mode) | stat.S_IRWXU | ~0o777
         current = stat.S_IMODE(os.stat(dst).st_mode)
         if current & ~wanted:
             os.chmod(dst, current & wanted)
