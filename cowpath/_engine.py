@@ -352,10 +352,17 @@ def _fill(backend: Backend, transfer: Transfer) -> tuple[bool, int]:
             if job.mode == "always":
                 raise
         else:
+            if dst_st is not None and not transfer.src_st.st_size and stat.S_ISREG(dst_st.st_mode):
+                # Cloning an empty file changes nothing; shutil's O_TRUNC
+                # would still have updated the destination's mtime and
+                # cleared its setuid and setgid bits.
+                os.ftruncate(transfer.dst_fd, 0)
             return True, transfer.src_st.st_size
-    if dst_st is not None and transfer.dst_size and stat.S_ISREG(dst_st.st_mode):
+    if dst_st is not None and stat.S_ISREG(dst_st.st_mode):
         # shutil opens the destination with O_TRUNC; cowpath truncates
-        # only now, once a clone has been ruled out.
+        # only now, once a clone has been ruled out. Even an empty
+        # destination: like O_TRUNC, ftruncate(2) updates its mtime and
+        # clears setuid and setgid when nothing else will be written.
         os.ftruncate(transfer.dst_fd, 0)
         transfer = replace(transfer, dst_size=0)
     return False, backend.copy(transfer, job.mode != "never")

@@ -91,12 +91,14 @@ def narrow_mode(dst_fd: int, src_st: os.stat_result) -> int | None:
     """Before copying into an existing file whose mode will become the source's,
     take away what the source's mode does not allow, so that no one who may
     not read the source can read its data in the destination meanwhile.
+    The owner keeps its write bit: copystat sets extended attributes before
+    its chmod, and without write access a non-root owner may not (EACCES).
     Returns the mode to restore if the copy is refused, or None.
     """
     if os.chmod not in os.supports_fd:
         return None
     current = stat.S_IMODE(os.fstat(dst_fd).st_mode)
-    narrowed = current & stat.S_IMODE(src_st.st_mode)
+    narrowed = current & (stat.S_IMODE(src_st.st_mode) | stat.S_IWUSR)
     if narrowed == current:
         return None
     try:
