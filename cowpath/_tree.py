@@ -134,6 +134,8 @@ class _Tree:
         self.pool: ThreadPoolExecutor | None = None
         self.inflight = threading.BoundedSemaphore(1)
         self.pending: list[list[_File]] = []
+        # The batches of the directories being walked, outermost first.
+        self.open_batches: list[list[_File]] = []
         self.pending_files = 0
         self.stop = threading.Event()
         self.fatal: BaseException | None = None
@@ -200,6 +202,9 @@ class _Tree:
                 # created in the directory afterwards would not get its group.
                 self.narrow_later.append((src, dst))
         batch: list[_File] = []
+        # Until it is handed out, this directory's batch is reachable from the
+        # tree, so that an exception that ends the walk still copies it (drain).
+        self.open_batches.append(batch)
         use_entry = self.metadata is not None
         dst_text = os.fspath(dst)
         sep: Any = os.sep.encode() if isinstance(dst_text, bytes) else os.sep
@@ -248,7 +253,8 @@ class _Tree:
                 # One thread: each file is copied where shutil copies it,
                 # between the same directory steps.
                 self.run(batch)
-                batch = []
+                batch.clear()
+        self.open_batches.pop()
         if batch:
             self.schedule(batch)
         # Its metadata is copied after everything in it, as shutil does
@@ -507,6 +513,21 @@ class _Tree:
         self.stop.set()
         self.close()
 
+    def drain(self) -> None:
+        """Copy the files the walk had reached when an exception ended it.
+
+        shutil copies each file as its walk reaches it: an exception from
+        ``ignore`` or ``copy_function`` finds every earlier file copied.
+        Unless a copy itself raised (which stops the copies, as in shutil),
+        the batches not yet done are done now and the threads finish theirs.
+        """
+        waiting = [*self.pending, *(batch for batch in self.open_batches if batch)]
+        self.pending, self.open_batches = [], []
+        if not self.stop.is_set():
+            for batch in waiting:
+                self.run(batch)
+        self.close()
+
     # -- after the copies --------------------------------------------------------
 
     def was_lost(self, path: Any) -> bool:
@@ -573,7 +594,21 @@ def copy_tree(src: Any, dst: Any, options: TreeOptions) -> Any:
     try:
         tree.walk(src, dst, entries, root=True)
         tree.finish()
+    except Exception:
+        # An exception from ignore, copy_function or progress: the tree is
+        # left as shutil's order leaves it, every file reached copied and
+        # the directories whose walk was complete with their metadata; the
+        # errors collected so far are dropped, as shutil drops them.
+        try:
+            tree.drain()
+        finally:
+            tree.abort()
+            with contextlib.suppress(OSError):
+                tree.unstage()
+        tree.collect()
+        raise
     except BaseException:
+        # An interrupt (Ctrl-C) stops at once, copying nothing more.
         tree.abort()
         # What was copied is moved into place, every file of it whole, as
         # shutil leaves the files it copied before the exception.
