@@ -136,6 +136,8 @@ class _Tree:
         self.pending: list[list[_File]] = []
         # The batches of the directories being walked, outermost first.
         self.open_batches: list[list[_File]] = []
+        # (st_dev, st_ino) of the existing destination directories met.
+        self.existing_dirs: set[tuple[int, int]] = set()
         self.pending_files = 0
         self.stop = threading.Event()
         self.fatal: BaseException | None = None
@@ -238,13 +240,16 @@ class _Tree:
                     # directory, not from the link's directory; so does this.
                     if not os.path.exists(linkto) and self.ignore_dangling_symlinks:
                         continue
+                    self.keep_order_if_shared(dstname)
                     if entry.is_dir():
                         self.subtree(srcobj, srcname, dstname)
                     else:
                         batch.append(self.file(srcobj, srcname, dstname, False))
                 elif entry.is_dir():
+                    self.keep_order_if_shared(dstname)
                     self.subtree(srcobj, srcname, dstname)
                 else:
+                    self.keep_order_if_shared(dstname)
                     plain = entry.is_file(follow_symlinks=False)
                     batch.append(self.file(srcobj, srcname, dstname, plain))
             except OSError as why:
@@ -269,6 +274,41 @@ class _Tree:
         if created is not None and not self.options.dir_metadata:
             # No copystat will set its mode: it gets back the one mkdir gave it.
             self.restore.append((self.shown(path), created))
+
+    def keep_order_if_shared(self, dstname: Any) -> None:
+        """Copy in shutil's order from here on if ``dstname`` may be another destination too.
+
+        Into an existing tree (dirs_exist_ok) two destination names may be
+        one file: hard links, a symlink written through, a symlinked or
+        bind-mounted directory. The last copy to write that file decides its
+        content, so only shutil's order gives shutil's result: whatever was
+        handed out is copied first, then each file where the walk reaches it.
+        """
+        if not self.dirs_exist_ok or self.workers <= 1:
+            return
+        try:
+            st = os.lstat(dstname)
+        except (OSError, ValueError):
+            return  # nothing there yet (or the copy will report why)
+        if stat.S_ISDIR(st.st_mode):
+            key = (st.st_dev, st.st_ino)
+            if key not in self.existing_dirs:
+                self.existing_dirs.add(key)
+                return
+        elif not stat.S_ISLNK(st.st_mode) and st.st_nlink < 2:
+            return
+        self.sequential()
+
+    def sequential(self) -> None:
+        """Finish every copy handed out, then copy in the calling thread (workers=1)."""
+        self.workers = 1
+        waiting = [*self.pending, *(batch for batch in self.open_batches if batch)]
+        self.pending = []
+        self.close()
+        for batch in waiting:
+            self.run(batch)
+        for batch in self.open_batches:
+            batch.clear()
 
     def subtree(self, srcobj: Any, srcname: Any, dstname: Any) -> None:
         sys.audit("shutil.copytree", srcobj, self.shown(dstname))
