@@ -75,7 +75,8 @@ def copyfile(
     through). Raises :class:`shutil.SameFileError` if both name the same
     file and :class:`shutil.SpecialFileError` for a named pipe; unlike
     shutil, also for a source that is a socket or a character device, which
-    shutil would fail on or copy forever.
+    shutil would fail on or copy forever (not for a symlink to one that
+    ``follow_symlinks=False`` copies as a link).
 
     A ``dst`` that does not exist appears only when complete: a copy that
     fails, or a process killed midway, leaves nothing under its name.
@@ -122,9 +123,13 @@ def _copyfile(
     dst_st = _stat(dst)
     if src_st is not None and dst_st is not None and os.path.samestat(src_st, dst_st):
         raise shutil.SameFileError(f"{src!r} and {dst!r} are the same file")
-    _check_special(src, src_st, True)
+    # A link that is not followed is copied as a link: only shutil's own
+    # check (a named pipe, which it makes through the link) applies then,
+    # not cowpath's for sources it would open.
+    copy_link = not follow_symlinks and _is_link(src)
+    _check_special(src, src_st, not copy_link)
     _check_special(dst, dst_st, False)
-    if not follow_symlinks and _is_link(src):
+    if copy_link:
         link: Any = src  # readlink's AnyStr cannot be inferred from the union
         os.symlink(os.readlink(link), dst)
         apply_by_path(src, dst, metadata, follow_symlinks=False)
