@@ -189,6 +189,13 @@ def copy2(
     as :func:`shutil.copystat` copies them; a new ``dst`` appears with all
     of them already set. ``reflink``, ``report`` and ``atomic`` are as for
     :func:`copyfile`.
+
+    Access time: a clone shares the source's data without reading it, and
+    so does a copy of a sparse file that holds no data at all, so the
+    source's access time stays as it was, and ``dst`` gets that time.
+    shutil reads the source first, which may update its access time (under
+    the usual ``relatime`` mount option, when it is older than the
+    modification time or a day old), and copies the updated time.
     """
     dst = _into_directory(src, dst)
     _copyfile(src, dst, follow_symlinks, reflink, report, Metadata.STAT, atomic)

@@ -180,7 +180,11 @@ def _staged(backend: Backend, source: Source) -> bool:
         target = os.path.realpath(target)
     kind, st = _examine(job, target)
     if kind is _Dest.NEW or (job.atomic and kind is _Dest.FILE):
-        return _write_staged(backend, source, target, st if kind is _Dest.FILE else None, restat=True)
+        # shutil.copystat stats a path after the copy (its read may have
+        # updated the access time), but uses a DirEntry's cached stat, taken
+        # before the data is read (copytree).
+        restat = not isinstance(job.src, os.DirEntry)
+        return _write_staged(backend, source, target, st if kind is _Dest.FILE else None, restat)
     return False
 
 

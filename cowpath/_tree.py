@@ -129,6 +129,12 @@ class _Tree:
         self.mode = options.mode
         self.report = options.report
         self.workers = workers if metadata is not None else 1
+        # shutil's rule: its own copy and copy2 get the DirEntry (and use its
+        # cached stat), and so do cowpath's; any other function gets a str.
+        # Directories are then named by their DirEntry in shutil.Error too.
+        self.use_entry = metadata is not None or any(
+            options.copy_function is function for function in (shutil.copy, shutil.copy2)
+        )
         self.progress = options.progress
         self.backend = backend()
         self.pool: ThreadPoolExecutor | None = None
@@ -207,7 +213,7 @@ class _Tree:
         # Until it is handed out, this directory's batch is reachable from the
         # tree, so that an exception that ends the walk still copies it (drain).
         self.open_batches.append(batch)
-        use_entry = self.metadata is not None
+        use_entry = self.use_entry
         dst_text = os.fspath(dst)
         sep: Any = os.sep.encode() if isinstance(dst_text, bytes) else os.sep
         # os.path.join(dst, name) without its per-call cost (POSIX paths
