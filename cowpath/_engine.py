@@ -179,6 +179,12 @@ def _staged(backend: Backend, source: Source) -> bool:
         # file it points to and keeps the link.
         target = os.path.realpath(target)
     kind, st = _examine(job, target)
+    if kind is _Dest.NEW and target is job.dst and os.path.islink(target):
+        # A dangling symlink: shutil's open(dst, "wb") creates the file it
+        # points to, or fails (its directory is missing) before any data is
+        # read. The direct path does the same; a staging file would be
+        # filled first, and then could not take the link's name.
+        return False
     if kind is _Dest.NEW or (job.atomic and kind is _Dest.FILE):
         # shutil.copystat stats a path after the copy (its read may have
         # updated the access time), but uses a DirEntry's cached stat, taken

@@ -219,7 +219,8 @@ class _Tree:
         # os.path.join(dst, name) without its per-call cost (POSIX paths
         # only: Windows drives and alternative separators need the real thing).
         dst_prefix: Any = None
-        if os.name == "posix":
+        if os.name == "posix" and type(dst_text) is type(os.fspath(src)):
+            # With str and bytes mixed, os.path.join raises shutil's TypeError.
             dst_prefix = dst_text if dst_text.endswith(sep) or not dst_text else dst_text + sep
         for entry in entries:
             if entry.name in ignored or entry.name == self.staging_name:
