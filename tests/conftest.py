@@ -1,4 +1,4 @@
-"""Real filesystems for the tests, and the Windows backend on a fake kernel32.
+"""Real filesystems for the tests.
 
 The filesystems are loop-mounted btrfs, XFS and ext4, and tmpfs. They need
 root, util-linux ``mount``, ``mkfs.btrfs`` (btrfs-progs) and ``mkfs.xfs``
@@ -7,9 +7,6 @@ reason, unless ``COWPATH_REQUIRE_LOOPFS=1`` (set by ``.ci/run``) says they
 must run: then they fail. Besides these session-wide mounts, ``small`` makes
 filesystems for one test alone, and ``staging`` runs a test with each way of
 staging a new file.
-
-The fake kernel32 (tests/fakes/kernel32.py) acts on real files; its
-fixtures serve tests/test_windows_*.py.
 """
 
 from __future__ import annotations
@@ -26,8 +23,6 @@ from pathlib import Path
 import pytest
 
 from cowpath._select import use_backend
-from cowpath._windows import WindowsBackend
-from tests.fakes.kernel32 import FakeKernel32, Volume
 from tests.faultutil import SmallFilesystems
 
 REQUIRED = os.environ.get("COWPATH_REQUIRE_LOOPFS") == "1"
@@ -207,29 +202,3 @@ def staging(request: pytest.FixtureRequest) -> Iterator[str]:
             yield str(request.param)
     else:
         yield str(request.param)
-
-
-# -- the Windows backend on a fake kernel32 (tests/test_windows_*.py) ----------------
-
-
-@pytest.fixture
-def fake() -> Iterator[FakeKernel32]:
-    """A fake kernel32; at the end no handle it gave out may be leaked or wrongly closed."""
-    kernel = FakeKernel32()
-    yield kernel
-    leaked = kernel.open_reopened()
-    kernel.close()
-    assert not kernel.bad_closes, "a C runtime handle was closed"
-    assert not leaked, "a reopened handle was not closed"
-
-
-@pytest.fixture
-def refs(tmp_path: Path, fake: FakeKernel32) -> Path:
-    """A directory on a fake ReFS volume with 4 KiB clusters."""
-    return fake.volume(tmp_path / "refs", Volume(serial=0xA11CE))
-
-
-@pytest.fixture
-def backend(fake: FakeKernel32) -> WindowsBackend:
-    """A Windows backend on the fake kernel32 (called directly, not chosen for cowpath's calls)."""
-    return WindowsBackend(kernel32=fake)

@@ -40,12 +40,11 @@ from tests.fakes.libsystem import (
     source_file,
 )
 
+# -- facts: constants, binding, import -------------------------------------------
+
 pytestmark = pytest.mark.skipif(
     not hasattr(os, "setxattr"), reason="the fake keeps its state in Linux xattrs"
 )
-
-
-# -- facts: constants, binding, import -------------------------------------------
 
 
 def test_constants_are_the_darwin_headers() -> None:

@@ -1,16 +1,9 @@
-"""The macOS backend in copytree: each file is cloned straight into the private tree.
-
-Only the libSystem binding is replaced (``MacBackend(lib=...)``), by the
-fake in tests/fakes/libsystem.py that acts on real files. Everything else,
-staging, renames, chmod, utime, the copy fallback, is the real backend on
-the real filesystem, driven through cowpath's public functions.
-"""
+"""The macOS backend in copytree: each file is cloned straight into the private tree."""
 
 from __future__ import annotations
 
 import os
 import stat
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -20,30 +13,12 @@ from cowpath import _select
 from cowpath._backend import FileJob
 from cowpath._common import Metadata
 from cowpath._engine import copy_new_file
-from cowpath._macos import MacBackend
-from cowpath._select import use_backend
 from tests.fakes.libsystem import (
     FakeLibSystem,
     names_in,
-    skip_without_user_xattrs,
     source_file,
     xattrs_of,
 )
-
-pytestmark = pytest.mark.skipif(
-    not hasattr(os, "setxattr"), reason="the fake keeps its state in Linux xattrs"
-)
-
-
-@pytest.fixture
-def fake(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[FakeLibSystem]:
-    """A fake libSystem under the macOS backend, chosen as cowpath's backend."""
-    skip_without_user_xattrs(tmp_path)
-    monkeypatch.delenv("COWPATH_REFLINK", raising=False)
-    lib = FakeLibSystem()
-    with use_backend(MacBackend(lib)):
-        yield lib
-
 
 # -- trees --------------------------------------------------------------------------
 

@@ -4,11 +4,6 @@ An existing destination is written in place with fcopyfile(COPYFILE_DATA),
 as shutil does, and so is every file with reflink="never"; fcopyfile
 gives way to read/write where shutil's does. ``atomic=True`` replaces an
 existing destination with a clone.
-
-Only the libSystem binding is replaced (``MacBackend(lib=...)``), by the
-fake in tests/fakes/libsystem.py that acts on real files. Everything else,
-staging, renames, chmod, utime, the copy fallback, is the real backend on
-the real filesystem, driven through cowpath's public functions.
 """
 
 from __future__ import annotations
@@ -16,37 +11,19 @@ from __future__ import annotations
 import errno
 import os
 import stat
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 import cowpath
-from cowpath._macos import MacBackend
-from cowpath._select import use_backend
 from tests.fakes.libsystem import (
     FakeLibSystem,
     names_in,
-    skip_without_user_xattrs,
     source_file,
     xattrs_of,
 )
-
-pytestmark = pytest.mark.skipif(
-    not hasattr(os, "setxattr"), reason="the fake keeps its state in Linux xattrs"
-)
-
-
-@pytest.fixture
-def fake(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[FakeLibSystem]:
-    """A fake libSystem under the macOS backend, chosen as cowpath's backend."""
-    skip_without_user_xattrs(tmp_path)
-    monkeypatch.delenv("COWPATH_REFLINK", raising=False)
-    lib = FakeLibSystem()
-    with use_backend(MacBackend(lib)):
-        yield lib
-
 
 # -- existing destinations ---------------------------------------------------------
 

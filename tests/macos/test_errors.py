@@ -3,11 +3,6 @@
 A refused clone is copied (or, with reflink="always", raises
 ReflinkNotSupportedError with both names); a real error raises as it is;
 and either way nothing is left behind.
-
-Only the libSystem binding is replaced (``MacBackend(lib=...)``), by the
-fake in tests/fakes/libsystem.py that acts on real files. Everything else,
-staging, renames, chmod, utime, the copy fallback, is the real backend on
-the real filesystem, driven through cowpath's public functions.
 """
 
 from __future__ import annotations
@@ -16,37 +11,18 @@ import errno
 import os
 import shutil
 import stat
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 import cowpath
-from cowpath._macos import MacBackend
-from cowpath._select import use_backend
 from tests.fakes.darwin import UF_HIDDEN
 from tests.fakes.libsystem import (
     FakeLibSystem,
     names_in,
     set_flags,
-    skip_without_user_xattrs,
     source_file,
 )
-
-pytestmark = pytest.mark.skipif(
-    not hasattr(os, "setxattr"), reason="the fake keeps its state in Linux xattrs"
-)
-
-
-@pytest.fixture
-def fake(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[FakeLibSystem]:
-    """A fake libSystem under the macOS backend, chosen as cowpath's backend."""
-    skip_without_user_xattrs(tmp_path)
-    monkeypatch.delenv("COWPATH_REFLINK", raising=False)
-    lib = FakeLibSystem()
-    with use_backend(MacBackend(lib)):
-        yield lib
-
 
 # -- when the clone is refused, and real errors ----------------------------------------
 

@@ -1,10 +1,4 @@
-"""The macOS backend: a new destination is a clone, shaped into what the shutil function gives.
-
-Only the libSystem binding is replaced (``MacBackend(lib=...)``), by the
-fake in tests/fakes/libsystem.py that acts on real files. Everything else,
-staging, renames, chmod, utime, the copy fallback, is the real backend on
-the real filesystem, driven through cowpath's public functions.
-"""
+"""The macOS backend: a new destination is a clone, shaped into what the shutil function gives."""
 
 from __future__ import annotations
 
@@ -14,7 +8,7 @@ import shutil
 import stat
 import tempfile
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -46,24 +40,9 @@ from tests.fakes.libsystem import (
     names_in,
     set_acl,
     set_flags,
-    skip_without_user_xattrs,
     source_file,
     xattrs_of,
 )
-
-pytestmark = pytest.mark.skipif(
-    not hasattr(os, "setxattr"), reason="the fake keeps its state in Linux xattrs"
-)
-
-
-@pytest.fixture
-def fake(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[FakeLibSystem]:
-    """A fake libSystem under the macOS backend, chosen as cowpath's backend."""
-    skip_without_user_xattrs(tmp_path)
-    monkeypatch.delenv("COWPATH_REFLINK", raising=False)
-    lib = FakeLibSystem()
-    with use_backend(MacBackend(lib)):
-        yield lib
 
 
 def _as(kind: str, path: Path) -> Any:
