@@ -23,7 +23,10 @@ through the hooks of :class:`Backend`:
 
 A backend signals "no clone here" only with :class:`~cowpath._errors.CannotClone`,
 raised while the destination is untouched; any other failure is the
-``OSError`` it is. Backends never name files in errors: the engine does.
+``OSError`` it is. A backend need not name files in its errors: the engine
+gives every error without a name, or naming a private file, the caller's
+names (a backend that knows better, such as the Windows clone naming its
+Win32 errors, uses the job's names).
 """
 
 from __future__ import annotations
