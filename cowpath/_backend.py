@@ -55,7 +55,7 @@ class Route(enum.Enum):
     CLONE_THEN_NATIVE = "clone-then-native"  # a clone if possible, else the OS's whole-file copy
 
 
-@dataclass
+@dataclass(slots=True)
 class FileJob:
     """One file to copy, as the caller asked for it."""
 
@@ -78,37 +78,32 @@ class FileJob:
     by_path: bool = False
 
 
-@dataclass(frozen=True)
 class Source:
-    """An open source file."""
+    """An open source file (plain slots: one is made per file, on the hot path of a tree)."""
 
-    job: FileJob
-    fd: int
-    st: os.stat_result
+    __slots__ = ("fd", "job", "st")
+
+    def __init__(self, job: FileJob, fd: int, st: os.stat_result) -> None:
+        self.job = job
+        self.fd = fd
+        self.st = st
 
 
-@dataclass(frozen=True)
 class Transfer:
     """An open source and an open destination."""
 
-    source: Source
-    dst_fd: int
-    #: The destination's size before the transfer (0 for a new file).
-    dst_size: int
-    #: The destination's path (its directory holds any scratch file).
-    dst_path: StrOrBytesPath
+    __slots__ = ("dst_fd", "dst_path", "dst_size", "job", "source", "src_fd", "src_st")
 
-    @property
-    def job(self) -> FileJob:
-        return self.source.job
-
-    @property
-    def src_fd(self) -> int:
-        return self.source.fd
-
-    @property
-    def src_st(self) -> os.stat_result:
-        return self.source.st
+    def __init__(self, source: Source, dst_fd: int, dst_size: int, dst_path: StrOrBytesPath) -> None:
+        self.source = source
+        self.job = source.job
+        self.src_fd = source.fd
+        self.src_st = source.st
+        self.dst_fd = dst_fd
+        #: The destination's size before the transfer (0 for a new file).
+        self.dst_size = dst_size
+        #: The destination's path (its directory holds any scratch file).
+        self.dst_path = dst_path
 
 
 class Backend(ABC):
@@ -127,6 +122,8 @@ class Backend(ABC):
     #: copy2 copies extended attributes, as shutil.copystat does where the
     #: os module has the xattr calls (Linux; not macOS, not Windows).
     copies_xattrs: ClassVar[bool] = False
+    #: Files have BSD flags (st_flags): :meth:`file_flags` and :meth:`set_flags` are implemented.
+    has_file_flags: ClassVar[bool] = False
 
     def clone(self, transfer: Transfer) -> None:
         """Make the open destination a clone of the open source, replacing all its data.

@@ -109,7 +109,8 @@ def copy_new_file(backend: Backend, job: FileJob) -> bool:
         raise named(exc, job.src, job.dst, tuple(job.private)) from None
     finally:
         os.close(src_fd)
-    _finish_by_path(job)
+    if job.by_path:
+        _finish_by_path(job)
     return True
 
 
@@ -354,7 +355,7 @@ def _fill(backend: Backend, transfer: Transfer) -> tuple[bool, int]:
     job = transfer.job
     dst_st = None if transfer.dst_size == 0 else os.fstat(transfer.dst_fd)
     if dst_st is not None:
-        transfer = replace(transfer, dst_size=dst_st.st_size)
+        transfer.dst_size = dst_st.st_size
     if job.mode != "never":
         try:
             backend.clone(transfer)
@@ -374,7 +375,7 @@ def _fill(backend: Backend, transfer: Transfer) -> tuple[bool, int]:
         # destination: like O_TRUNC, ftruncate(2) updates its mtime and
         # clears setuid and setgid when nothing else will be written.
         os.ftruncate(transfer.dst_fd, 0)
-        transfer = replace(transfer, dst_size=0)
+        transfer.dst_size = 0
     return False, backend.copy(transfer, job.mode != "never")
 
 

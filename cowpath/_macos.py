@@ -90,6 +90,7 @@ class MacBackend(Backend):
 
     name = "macos"
     clones_new_files = True
+    has_file_flags = True
 
     def __init__(self, lib: LibSystem | None = None) -> None:
         self.lib = LIBSYSTEM if lib is None else lib

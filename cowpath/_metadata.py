@@ -54,7 +54,7 @@ def apply_by_fd(
             if backend.copies_xattrs and not _copy_xattrs(src_fd, dst_fd):
                 return False
         os.chmod(dst_fd, stat.S_IMODE(src_st.st_mode))
-        if metadata is Metadata.STAT:
+        if metadata is Metadata.STAT and backend.has_file_flags:
             return backend.set_flags(dst_fd, backend.file_flags(src_fd))
     except OSError:
         return False

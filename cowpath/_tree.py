@@ -195,16 +195,19 @@ class _Tree:
                     # directory, not from the link's directory; so does this.
                     if not os.path.exists(linkto) and self.ignore_dangling_symlinks:
                         continue
-                    self.keep_order_if_shared(dstname)
+                    if self.dirs_exist_ok:
+                        self.keep_order_if_shared(dstname)
                     if entry.is_dir():
                         self.subtree(srcobj, srcname, dstname)
                     else:
                         batch.append(self.file(srcobj, srcname, dstname, False))
                 elif entry.is_dir():
-                    self.keep_order_if_shared(dstname)
+                    if self.dirs_exist_ok:
+                        self.keep_order_if_shared(dstname)
                     self.subtree(srcobj, srcname, dstname)
                 else:
-                    self.keep_order_if_shared(dstname)
+                    if self.dirs_exist_ok:
+                        self.keep_order_if_shared(dstname)
                     plain = entry.is_file(follow_symlinks=False)
                     batch.append(self.file(srcobj, srcname, dstname, plain))
             except OSError as why:
@@ -239,7 +242,7 @@ class _Tree:
         content, so only shutil's order gives shutil's result: whatever was
         handed out is copied first, then each file where the walk reaches it.
         """
-        if not self.dirs_exist_ok or self.pool.workers <= 1:
+        if self.pool.workers <= 1:
             return
         try:
             st = os.lstat(dstname)
@@ -271,7 +274,7 @@ class _Tree:
                 size = srcobj.stat(follow_symlinks=False).st_size
             except (OSError, AttributeError):
                 size = 0
-        return self.pool.counted(slot, size)
+        return self.pool.counted(slot, size) if self.pool.progress is not None else slot
 
     # -- running the copies ----------------------------------------------------
 
