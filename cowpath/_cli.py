@@ -1,4 +1,4 @@
-"""The ``cowpath`` command: ``cowpath cp`` and ``cowpath check``."""
+"""The ``cowpath`` command: ``cowpath cp`` and ``cowpath check`` (``dedupe`` and ``du`` in _clidedupe)."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from . import __version__
+from ._clidedupe import add_commands as _add_dedupe_commands
 from ._cliutil import PROG
 from ._cliutil import Bar as _Bar
 from ._cliutil import human_size as _size
@@ -193,6 +194,7 @@ def _parser() -> argparse.ArgumentParser:
     check.add_argument("path", metavar="PATH")
     check.add_argument("other", metavar="OTHER", nargs="?")
     check.set_defaults(run=_check)
+    _add_dedupe_commands(commands)
     return parser
 
 
