@@ -23,7 +23,7 @@ from typing import Final
 from ._backend import Backend, DedupeOutcome
 from ._common import READ_FLAGS, StrOrBytesPath
 from ._errors import CannotClone, named
-from ._extents import Extent, physical_overlap
+from ._extents import Extent, physical_overlap, within
 from ._fsinfo import mount_of
 from ._select import backend
 
@@ -224,10 +224,7 @@ def _measured(chosen: Backend, src_fd: int, dst_fd: int, size: int, reported: in
 
 
 def _overlap(a: list[Extent], b: list[Extent], size: int) -> int:
-    clipped = [
-        Extent(e.logical, e.physical, min(e.length, size - e.logical), e.flags) for e in b if e.logical < size
-    ]
-    return physical_overlap(a, clipped)
+    return physical_overlap(a, within(b, size))
 
 
 def shared_bytes(a: StrOrBytesPath, b: StrOrBytesPath) -> int:

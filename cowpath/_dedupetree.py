@@ -31,7 +31,7 @@ from typing import Any, Final, Union
 from ._backend import Backend
 from ._dedupe import MAX_DESTINATIONS, open_quietly, sample, share
 from ._errors import CannotClone
-from ._extents import physical_overlap
+from ._extents import physical_overlap, within
 from ._pool import TreeProgress
 from ._select import backend
 
@@ -264,7 +264,10 @@ class _Run:
         todo = []
         for item in opened:
             try:
-                if physical_overlap(src_map, self.chosen.extents(item.fd)) >= size:
+                mine = within(self.chosen.extents(item.fd), size)
+                if all(e.sharable for e in mine) and physical_overlap(src_map, mine) == sum(
+                    e.length for e in mine
+                ):
                     with self.summary._lock:
                         self.summary.already_shared += 1
                     continue

@@ -22,7 +22,7 @@ try:
 except ImportError:  # Windows: the module must still import there
     fcntl = None  # type: ignore[assignment]
 
-__all__ = ["EXTENT_FLAGS", "Extent", "Usage", "fiemap", "physical_overlap"]
+__all__ = ["EXTENT_FLAGS", "Extent", "Usage", "fiemap", "physical_overlap", "within"]
 
 # FS_IOC_FIEMAP = _IOWR('f', 11, struct fiemap) (linux/fs.h). struct fiemap
 # is 32 bytes (start, length, flags, mapped, count, reserved) and is followed
@@ -114,6 +114,15 @@ def _merged(ranges: Iterable[tuple[int, int]]) -> list[tuple[int, int]]:
 
 def _span(extent: Extent) -> tuple[int, int]:
     return extent.physical, extent.physical + extent.length
+
+
+def within(extents: Iterable[Extent], size: int) -> list[Extent]:
+    """The extents cut at ``size``: a file's last block is mapped whole, past its end."""
+    return [
+        Extent(e.logical, e.physical, min(e.length, size - e.logical), e.flags)
+        for e in extents
+        if e.logical < size
+    ]
 
 
 def physical_overlap(a: Sequence[Extent], b: Sequence[Extent]) -> int:
