@@ -1,4 +1,4 @@
-"""``cowpath dedupe`` killed (SIGKILL) at random moments leaves every file's content and metadata as they were."""
+"""``cowpath dedupe`` killed (SIGKILL) at random moments changes no file's content or metadata."""
 
 from __future__ import annotations
 
