@@ -103,7 +103,7 @@ def write_docs(results: dict[str, Any]) -> None:
     jdupes = {r["filesystem"]: r["reclaimed_bytes"] for r in results["runs"] if r["tool"] == "jdupes -B -r"}
     for r in results["runs"]:
         base = jdupes.get(r["filesystem"]) or 0
-        share = f"{100 * r['reclaimed_bytes'] / base:.1f}%" if base else "–"
+        share = f"{100 * r['reclaimed_bytes'] / base:.1f}%" if base else "-"
         rows.append(
             f"| {r['filesystem']} | `{r['tool']}` | {r['seconds']:.2f} | "
             f"{r['reclaimed_bytes'] / MIB:.1f} | {share} |"
@@ -127,7 +127,9 @@ def write_docs(results: dict[str, Any]) -> None:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench dedupe", description=__doc__)
     parser.add_argument("--quick", action="store_true", help="a small tree (smoke run); docs untouched")
-    parser.add_argument("--filesystems", default="xfs,btrfs", help=f"comma-separated: {','.join(FILESYSTEMS)}")
+    parser.add_argument(
+        "--filesystems", default="xfs,btrfs", help=f"comma-separated: {','.join(FILESYSTEMS)}"
+    )
     parser.add_argument("--files", type=int, help="files in the tree (default 3000)")
     parser.add_argument("--mib", type=int, help="MiB in the tree (default 1536)")
     parser.add_argument("--results-dir", default=str(RESULTS))
