@@ -40,6 +40,8 @@ def _free_bytes(paths: list[str]) -> int | None:
     commits (btrfs at its next transaction): sync first so that the
     numbers before and after compare.
     """
+    if sys.platform == "win32":
+        return None  # no statvfs; and no dedupe there either
     os.sync()
     seen: set[int] = set()
     total = 0

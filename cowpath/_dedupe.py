@@ -15,6 +15,7 @@ import contextlib
 import errno
 import os
 import stat
+import sys
 import threading
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
@@ -27,7 +28,7 @@ from ._extents import Extent, physical_overlap, within
 from ._fsinfo import mount_of
 from ._select import backend
 
-__all__ = ["DedupeReport", "dedupe", "open_quietly", "sample", "share", "shared_bytes"]
+__all__ = ["DedupeReport", "dedupe", "open_quietly", "read_at", "sample", "share", "shared_bytes"]
 
 #: Bytes asked of the kernel per call: measured on Linux 6.18, XFS and btrfs
 #: dedupe at most 1 GiB per call.
@@ -81,6 +82,14 @@ def open_quietly(path: StrOrBytesPath, follow: bool = True) -> int:
     return os.open(path, flags)
 
 
+def read_at(fd: int, size: int, offset: int) -> bytes:
+    """Up to ``size`` bytes at ``offset`` (``os.pread``, which Windows lacks)."""
+    if sys.platform == "win32":
+        os.lseek(fd, offset, os.SEEK_SET)
+        return os.read(fd, size)
+    return os.pread(fd, size, offset)
+
+
 def sample(fd: int, size: int) -> bytes:
     """A cheap partial check: the first, middle and last block (a small file whole).
 
@@ -88,9 +97,9 @@ def sample(fd: int, size: int) -> bytes:
     differ there; the kernel's own comparison remains the full check.
     """
     if size <= 4 * SAMPLE_BLOCK:
-        return os.pread(fd, size, 0)
+        return read_at(fd, size, 0)
     middle = (size // 2) & ~(SAMPLE_BLOCK - 1)
-    return b"".join(os.pread(fd, SAMPLE_BLOCK, at) for at in (0, middle, size - SAMPLE_BLOCK))
+    return b"".join(read_at(fd, SAMPLE_BLOCK, at) for at in (0, middle, size - SAMPLE_BLOCK))
 
 
 def share(chosen: Backend, src_fd: int, size: int, dst_fds: Sequence[int]) -> list[DedupeOutcome]:

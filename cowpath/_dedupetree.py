@@ -21,6 +21,7 @@ import contextlib
 import errno
 import os
 import stat
+import sys
 import threading
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Iterator
@@ -29,7 +30,7 @@ from dataclasses import dataclass, field
 from typing import Any, Final, Union
 
 from ._backend import Backend
-from ._dedupe import MAX_DESTINATIONS, open_quietly, sample, share
+from ._dedupe import MAX_DESTINATIONS, open_quietly, read_at, sample, share
 from ._errors import CannotClone
 from ._extents import physical_overlap, within
 from ._pool import TreeProgress
@@ -281,8 +282,9 @@ class _Run:
         for item in (source, *todo):
             # Start reading both files ahead: the kernel's comparison reads
             # page by page, and would otherwise wait for each.
-            with contextlib.suppress(OSError, AttributeError):
-                os.posix_fadvise(item.fd, 0, size, os.POSIX_FADV_WILLNEED)
+            if sys.platform.startswith("linux"):
+                with contextlib.suppress(OSError):
+                    os.posix_fadvise(item.fd, 0, size, os.POSIX_FADV_WILLNEED)
         try:
             outcomes = share(self.chosen, source.fd, size, [item.fd for item in todo])
         except CannotClone as signal:
@@ -331,8 +333,8 @@ class _Run:
 def _equal(a: int, b: int, size: int) -> bool:
     offset = 0
     while offset < size:
-        chunk = os.pread(a, _READ, offset)
-        if not chunk or chunk != os.pread(b, _READ, offset):
+        chunk = read_at(a, _READ, offset)
+        if not chunk or chunk != read_at(b, _READ, offset):
             return False
         offset += len(chunk)
     return True

@@ -12,7 +12,9 @@ Imports cleanly everywhere; nothing here touches the system until asked.
 from __future__ import annotations
 
 import bisect
+import errno
 import struct
+import sys
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Final
@@ -80,6 +82,8 @@ class Extent:
 
 def fiemap(fd: int) -> list[Extent]:
     """Every extent of the open file, read with ``FS_IOC_FIEMAP`` (delayed allocations flushed)."""
+    if sys.platform == "win32":
+        raise OSError(errno.EOPNOTSUPP, "FIEMAP is a Linux call")
     found: list[Extent] = []
     start = 0
     while True:
