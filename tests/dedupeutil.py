@@ -75,3 +75,17 @@ def record(path: Path) -> dict[str, Any]:
 
 def record_tree(root: Path) -> dict[str, dict[str, Any]]:
     return {str(p.relative_to(root)): record(p) for p in sorted(root.rglob("*")) if not p.is_dir()}
+
+
+def assert_refused(a: Path, b: Path, code: int) -> None:
+    """``dedupe(a, b)`` raises ReflinkNotSupportedError(code) naming both files, and changes neither."""
+    import pytest
+
+    import cowpath
+
+    before = record(a), record(b)
+    with pytest.raises(cowpath.ReflinkNotSupportedError) as caught:
+        cowpath.dedupe(a, b)
+    assert caught.value.errno == code
+    assert (caught.value.filename, caught.value.filename2) == (str(a), str(b))
+    assert (record(a), record(b)) == before
