@@ -1,6 +1,13 @@
-"""``python -m bench``: see :mod:`bench.run`."""
+"""``python -m bench``: see :mod:`bench.run`; ``python -m bench dedupe``: see :mod:`bench.dedupe`."""
 
 from __future__ import annotations
+
+import sys
+
+if sys.argv[1:2] == ["dedupe"]:
+    from bench.dedupe import main as dedupe_main
+
+    raise SystemExit(dedupe_main(sys.argv[2:]))
 
 from bench.run import main
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 from shutil import Error, SameFileError, SpecialFileError
 
 from ._copy import copy, copy2, copyfile, copytree, reflink
+from ._dedupe import DedupeReport, dedupe, shared_bytes
 from ._errors import ReflinkNotSupportedError
 from ._path import CowPath
 from ._probe import clear_cache, supports_reflink
@@ -23,6 +24,7 @@ __version__ = "0.1.0"
 __all__ = [
     "CopyReport",
     "CowPath",
+    "DedupeReport",
     "Error",
     "ReflinkNotSupportedError",
     "SameFileError",
@@ -34,7 +36,9 @@ __all__ = [
     "copy2",
     "copyfile",
     "copytree",
+    "dedupe",
     "reflink",
+    "shared_bytes",
     "supports_reflink",
 ]
 

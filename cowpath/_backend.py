@@ -20,6 +20,10 @@ through the hooks of :class:`Backend`:
     (CopyFile2 for copy2 on Windows, which is what shutil.copy2 uses there).
 ``open``, ``file_flags``, ``set_flags``, ``can_stage``
     small per-OS differences in opening files, BSD file flags and staging.
+``extents(fd)`` and ``dedupe(src_fd, offset, length, dst_fds)``
+    where a file's data lies on disk (Linux FIEMAP), and sharing the
+    storage of ranges the kernel finds identical (Linux FIDEDUPERANGE); by
+    default neither exists.
 
 A backend signals "no clone here" only with :class:`~cowpath._errors.CannotClone`,
 raised while the destination is untouched; any other failure is the
@@ -42,9 +46,12 @@ from ._common import Metadata, ReflinkMode, StrOrBytesPath, copy_by_reading
 from ._errors import CannotClone
 
 if TYPE_CHECKING:
+    from collections.abc import Sequence
+
+    from ._extents import Extent
     from ._report import CopyReport
 
-__all__ = ["Backend", "FileJob", "Route", "Source", "Transfer"]
+__all__ = ["Backend", "DedupeOutcome", "FileJob", "Route", "Source", "Transfer"]
 
 
 class Route(enum.Enum):
@@ -104,6 +111,21 @@ class Transfer:
         self.dst_size = dst_size
         #: The destination's path (its directory holds any scratch file).
         self.dst_path = dst_path
+
+
+@dataclass(frozen=True)
+class DedupeOutcome:
+    """What one dedupe call did to one destination."""
+
+    #: Bytes of the destination now sharing the source's storage.
+    deduped: int = 0
+    #: The kernel compared the range and found it different: nothing was shared.
+    differs: bool = False
+    #: The errno of this destination's own failure (0: none).
+    error: int = 0
+    #: The failure means "these two files cannot share storage here" (EXDEV,
+    #: EPERM, ...), not that something went wrong.
+    refused: bool = False
 
 
 class Backend(ABC):
@@ -182,3 +204,22 @@ class Backend(ABC):
     def set_flags(self, fd: int, flags: int) -> bool:
         """Give the open file these flags; False if they must be set by path once it is named."""
         return True
+
+    def extents(self, fd: int) -> list[Extent]:
+        """Where the open file's data lies on disk, extent by extent.
+
+        Raise :class:`CannotClone` where the OS cannot tell (no FIEMAP, or
+        no per-file map that proves two files share storage).
+        """
+        raise CannotClone(errno.EOPNOTSUPP, "this platform cannot map a file's extents")
+
+    def dedupe(self, src_fd: int, offset: int, length: int, dst_fds: Sequence[int]) -> list[DedupeOutcome]:
+        """Share ``length`` bytes at ``offset`` of the source with the same range of each destination.
+
+        The kernel compares each range under lock and shares it only where it
+        is identical: no content can change. One outcome per destination, in
+        order. Raise :class:`CannotClone` where the OS or the filesystem has
+        no such call (nothing has been changed then); a failure of one
+        destination is its outcome's ``error``.
+        """
+        raise CannotClone(errno.EOPNOTSUPP, "this platform has no dedupe call")

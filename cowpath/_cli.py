@@ -1,9 +1,8 @@
-"""The ``cowpath`` command: ``cowpath cp`` and ``cowpath check``."""
+"""The ``cowpath`` command: ``cowpath cp`` and ``cowpath check`` (``dedupe`` and ``du`` in _clidedupe)."""
 
 from __future__ import annotations
 
 import argparse
-import importlib
 import os
 import shutil
 import sys
@@ -11,59 +10,20 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from . import __version__
+from ._clidedupe import add_commands as _add_dedupe_commands
+from ._cliutil import PROG
+from ._cliutil import Bar as _Bar
+from ._cliutil import human_size as _size
+from ._cliutil import say as _say
+from ._cliutil import why as _why
 from ._common import REFLINK_MODES
 from ._copy import copy, copy2, copytree
 from ._fsinfo import advice, mount_of
 from ._probe import supports_reflink
 from ._report import CopyReport
-from ._tree import WORKERS_DEFAULT, TreeProgress
+from ._tree import WORKERS_DEFAULT
 
 __all__ = ["main"]
-
-PROG = "cowpath"
-
-
-def _say(message: str) -> None:
-    print(f"{PROG}: {message}", file=sys.stderr)
-
-
-def _size(n: float) -> str:
-    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
-        if n < 1024 or unit == "TiB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1024
-    raise AssertionError("unreachable")
-
-
-def _why(exc: BaseException) -> str:
-    if isinstance(exc, OSError) and exc.strerror:
-        return exc.strerror
-    return str(exc)
-
-
-class _Bar:
-    """A progress bar from tqdm when it is installed (``pip install cowpath[cli]``)."""
-
-    def __init__(self, enabled: bool) -> None:
-        self.bar: Any = None
-        if not enabled:
-            return
-        try:
-            tqdm = importlib.import_module("tqdm").tqdm
-        except ImportError:
-            return
-        self.bar = tqdm(total=0, unit="B", unit_scale=True, unit_divisor=1024, leave=False, file=sys.stderr)
-
-    def update(self, progress: TreeProgress) -> None:
-        if self.bar is None:
-            return
-        self.bar.total = progress.bytes_total
-        self.bar.set_postfix_str(f"{progress.files_done}/{progress.files_total} files", refresh=False)
-        self.bar.update(progress.bytes_done - self.bar.n)
-
-    def close(self) -> None:
-        if self.bar is not None:
-            self.bar.close()
 
 
 def _cp(args: argparse.Namespace) -> int:
@@ -234,6 +194,7 @@ def _parser() -> argparse.ArgumentParser:
     check.add_argument("path", metavar="PATH")
     check.add_argument("other", metavar="OTHER", nargs="?")
     check.set_defaults(run=_check)
+    _add_dedupe_commands(commands)
     return parser
 
 

@@ -1,0 +1,377 @@
+"""Finding identical files in trees and sharing their storage: what ``cowpath dedupe`` does.
+
+The work is arranged to read as little as possible. Files are grouped by
+filesystem and size (a stat each, no data read); a group is split by a
+cheap partial check, three blocks of each file (:func:`~cowpath._dedupe.sample`);
+then the kernel's own comparison in ``FIDEDUPERANGE`` is the full check:
+it reads both files once, under lock, and shares only what is equal. A
+destination it finds different starts a group of its own. No file's data is
+hashed, and no byte is read twice from disk. ``dry_run`` compares the
+files itself instead (the kernel call would change the storage).
+
+Symlinks are never followed; hard links of one inode count once; files
+that already share all their blocks with the group's first file are left
+alone; whatever cannot be read, changes meanwhile or sits on a filesystem
+that cannot dedupe is reported and skipped.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import os
+import stat
+import sys
+import threading
+from collections import defaultdict
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any, Final, Union
+
+from ._backend import Backend
+from ._dedupe import MAX_DESTINATIONS, open_quietly, read_at, sample, share
+from ._errors import CannotClone
+from ._extents import physical_overlap, within
+from ._pool import TreeProgress
+from ._select import backend
+
+__all__ = ["Found", "Group", "Summary", "dedupe_paths", "walk"]
+
+Name = Union[str, bytes]  # noqa: UP007 - a runtime alias, and Python 3.10 has no `type` statement
+WORKERS: Final = 4  # groups handled at once: the disk gets several reads in flight
+_READ: Final = 1024 * 1024
+
+
+@dataclass(frozen=True)
+class Found:
+    """A regular file the walk found, with its ``lstat``."""
+
+    path: Name
+    st: os.stat_result
+
+
+@dataclass
+class Group:
+    """Files found identical: ``dups`` now share (or, in a dry run, would share) ``src``'s storage."""
+
+    src: Name
+    size: int
+    dups: list[Name] = field(default_factory=list)
+
+
+@dataclass
+class Summary:
+    """What a run found and did."""
+
+    files_examined: int = 0
+    groups: list[Group] = field(default_factory=list)
+    files_deduped: int = 0
+    bytes_deduped: int = 0
+    already_shared: int = 0
+    failures: list[tuple[Name, str]] = field(default_factory=list)
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    def fail(self, path: Name, why: str) -> None:
+        with self._lock:
+            self.failures.append((path, why))
+
+
+def _reason(exc: OSError) -> str:
+    return exc.strerror or str(exc)
+
+
+def walk(paths: Iterable[Name], recursive: bool, summary: Summary) -> Iterator[Found]:
+    """Every regular file named or (with ``recursive``) below the paths; symlinks never followed.
+
+    A directory named without ``recursive`` gives the files directly in it,
+    as jdupes does.
+    """
+    for top in paths:
+        try:
+            st = os.lstat(top)
+        except OSError as exc:
+            summary.fail(top, _reason(exc))
+            continue
+        if stat.S_ISREG(st.st_mode):
+            yield Found(top, st)
+        elif stat.S_ISDIR(st.st_mode):
+            yield from _walk_dir(top, recursive, summary)
+
+
+def _walk_dir(top: Name, recursive: bool, summary: Summary) -> Iterator[Found]:
+    pending = [top]
+    while pending:
+        directory = pending.pop()
+        try:
+            with os.scandir(directory) as listing:
+                entries: list[os.DirEntry[Any]] = sorted(listing, key=lambda e: e.name)
+        except OSError as exc:
+            summary.fail(directory, _reason(exc))
+            continue
+        subdirs = []
+        for entry in entries:
+            try:
+                st = entry.stat(follow_symlinks=False)
+            except OSError as exc:
+                summary.fail(entry.path, _reason(exc))
+                continue
+            if stat.S_ISREG(st.st_mode):
+                yield Found(entry.path, st)
+            elif recursive and stat.S_ISDIR(st.st_mode):
+                subdirs.append(entry.path)
+        pending.extend(reversed(subdirs))
+
+
+def _size_groups(found: Iterable[Found], min_size: int, summary: Summary) -> list[list[Found]]:
+    """Files of one filesystem and size, hard links of one inode counted once; only groups of two or more."""
+    inodes: set[tuple[int, int]] = set()
+    by_size: dict[tuple[int, int], list[Found]] = defaultdict(list)
+    for item in found:
+        summary.files_examined += 1
+        key = (item.st.st_dev, item.st.st_ino)
+        if key in inodes or item.st.st_size < max(min_size, 1):
+            continue
+        inodes.add(key)
+        by_size[(item.st.st_dev, item.st.st_size)].append(item)
+    return [group for group in by_size.values() if len(group) > 1]
+
+
+class _Open:
+    """A group member opened for the kernel, checked against what the walk saw."""
+
+    def __init__(self, item: Found) -> None:
+        self.item = item
+        self.fd = open_quietly(item.path, follow=False)
+        try:
+            now = os.fstat(self.fd)
+            if not _same_file(item.st, now):
+                raise _Changed
+        except BaseException:
+            os.close(self.fd)
+            raise
+
+    def changed(self) -> bool:
+        return not _same_file(self.item.st, os.fstat(self.fd))
+
+    def close(self) -> None:
+        os.close(self.fd)
+
+
+class _Changed(Exception):
+    """The file is no longer what the walk found."""
+
+
+def _same_file(before: os.stat_result, now: os.stat_result) -> bool:
+    return (before.st_dev, before.st_ino, before.st_size, before.st_mtime_ns) == (
+        now.st_dev,
+        now.st_ino,
+        now.st_size,
+        now.st_mtime_ns,
+    )
+
+
+CHANGED: Final = "changed during the run; left as it is"
+
+
+class _Run:
+    """One ``cowpath dedupe`` run over size groups."""
+
+    def __init__(
+        self, chosen: Backend, summary: Summary, dry_run: bool, progress: Callable[[int, int], None]
+    ) -> None:
+        self.chosen = chosen
+        self.summary = summary
+        self.dry_run = dry_run
+        self.progress = progress
+        self.refused: dict[int, str] = {}  # st_dev -> why that filesystem cannot dedupe
+
+    def size_group(self, members: list[Found]) -> None:
+        """Split by the partial check, then dedupe each part."""
+        parts: dict[bytes, list[Found]] = defaultdict(list)
+        for item in members:
+            try:
+                with contextlib.closing(_Open(item)) as opened:
+                    parts[sample(opened.fd, item.st.st_size)].append(item)
+            except _Changed:
+                self.summary.fail(item.path, CHANGED)
+            except OSError as exc:
+                self.summary.fail(item.path, _reason(exc))
+        for part in parts.values():
+            rest = part
+            while len(rest) > 1:
+                rest = self._one_source(rest[0], rest[1:])
+        self.progress(len(members), sum(item.st.st_size for item in members))
+
+    def _one_source(self, src: Found, dups: list[Found]) -> list[Found]:
+        """Dedupe ``dups`` onto ``src`` in batches; return those found different."""
+        different: list[Found] = []
+        group = Group(src.path, src.st.st_size)
+        for first in range(0, len(dups), MAX_DESTINATIONS):
+            different += self._batch(src, dups[first : first + MAX_DESTINATIONS], group)
+        if group.dups:
+            with self.summary._lock:
+                self.summary.groups.append(group)
+        return different
+
+    def _batch(self, src: Found, dups: list[Found], group: Group) -> list[Found]:
+        why = self.refused.get(src.st.st_dev)
+        if why is not None:
+            for item in (src, *dups):
+                self.summary.fail(item.path, why)
+            return []
+        try:
+            source = _Open(src)
+        except _Changed:
+            self.summary.fail(src.path, CHANGED)
+            return dups
+        except OSError as exc:
+            self.summary.fail(src.path, _reason(exc))
+            return dups
+        try:
+            return self._onto(source, dups, group)
+        finally:
+            source.close()
+
+    def _onto(self, source: _Open, dups: list[Found], group: Group) -> list[Found]:
+        opened: list[_Open] = []
+        try:
+            for item in dups:
+                try:
+                    opened.append(_Open(item))
+                except _Changed:
+                    self.summary.fail(item.path, CHANGED)
+                except OSError as exc:
+                    self.summary.fail(item.path, _reason(exc))
+            todo = self._not_yet_shared(source, opened)
+            if not todo:
+                return []
+            if self.dry_run:
+                return self._compare(source, todo, group)
+            return self._share(source, todo, group)
+        finally:
+            for member in opened:
+                member.close()
+
+    def _not_yet_shared(self, source: _Open, opened: list[_Open]) -> list[_Open]:
+        """The members whose data does not yet all share the source's blocks."""
+        size = source.item.st.st_size
+        try:
+            src_map = self.chosen.extents(source.fd)
+        except (CannotClone, OSError):
+            return opened  # no extent map here: the dedupe call answers for itself
+        if any(e.has("inline") for e in src_map):
+            return []  # btrfs keeps this size in the metadata: it cannot be shared
+        todo = []
+        for item in opened:
+            try:
+                mine = within(self.chosen.extents(item.fd), size)
+                if all(e.sharable for e in mine) and physical_overlap(src_map, mine) == sum(
+                    e.length for e in mine
+                ):
+                    with self.summary._lock:
+                        self.summary.already_shared += 1
+                    continue
+            except (CannotClone, OSError):
+                pass
+            todo.append(item)
+        return todo
+
+    def _share(self, source: _Open, todo: list[_Open], group: Group) -> list[Found]:
+        size = source.item.st.st_size
+        for item in (source, *todo):
+            # Start reading both files ahead: the kernel's comparison reads
+            # page by page, and would otherwise wait for each.
+            if sys.platform.startswith("linux"):
+                with contextlib.suppress(OSError):
+                    os.posix_fadvise(item.fd, 0, size, os.POSIX_FADV_WILLNEED)
+        try:
+            outcomes = share(self.chosen, source.fd, size, [item.fd for item in todo])
+        except CannotClone as signal:
+            why = os.strerror(signal.errno)
+            if signal.errno in (errno.EOPNOTSUPP, errno.ENOTTY, errno.ENOSYS):
+                why = f"{why} (this filesystem cannot share identical data)"
+                self.refused[source.item.st.st_dev] = why
+            for item in (source, *todo):
+                self.summary.fail(item.item.path, why)
+            return []
+        except OSError as exc:
+            for item in (source, *todo):
+                self.summary.fail(item.item.path, _reason(exc))
+            return []
+        different = []
+        for item, outcome in zip(todo, outcomes, strict=True):
+            if outcome.differs:
+                different.append(item.item)
+            elif outcome.error:
+                self.summary.fail(item.item.path, os.strerror(outcome.error))
+            elif item.changed() or source.changed():
+                # The kernel compared under lock: whatever it shared was
+                # identical at that moment; the writer's data is intact.
+                self.summary.fail(item.item.path, CHANGED)
+            elif outcome.deduped:
+                group.dups.append(item.item.path)
+                with self.summary._lock:
+                    self.summary.files_deduped += 1
+                    self.summary.bytes_deduped += outcome.deduped
+        return different
+
+    def _compare(self, source: _Open, todo: list[_Open], group: Group) -> list[Found]:
+        """Dry run: compare the bytes here, as the kernel would."""
+        different = []
+        for item in todo:
+            if _equal(source.fd, item.fd, source.item.st.st_size):
+                group.dups.append(item.item.path)
+                with self.summary._lock:
+                    self.summary.files_deduped += 1
+                    self.summary.bytes_deduped += source.item.st.st_size
+            else:
+                different.append(item.item)
+        return different
+
+
+def _equal(a: int, b: int, size: int) -> bool:
+    offset = 0
+    while offset < size:
+        chunk = read_at(a, _READ, offset)
+        if not chunk or chunk != read_at(b, _READ, offset):
+            return False
+        offset += len(chunk)
+    return True
+
+
+def dedupe_paths(
+    paths: Iterable[Name],
+    *,
+    recursive: bool = False,
+    min_size: int = 1,
+    dry_run: bool = False,
+    progress: Callable[[TreeProgress], None] | None = None,
+    workers: int = WORKERS,
+) -> Summary:
+    """Find identical regular files under ``paths`` and share their storage; see the module docstring."""
+    summary = Summary()
+    groups = _size_groups(walk(paths, recursive, summary), min_size, summary)
+    groups.sort(key=lambda g: g[0].st.st_size * len(g), reverse=True)  # the big work first
+    total = sum(item.st.st_size for group in groups for item in group)
+    files = sum(len(group) for group in groups)
+    done = [0, 0]
+    lock = threading.Lock()
+
+    def advance(nfiles: int, nbytes: int) -> None:
+        with lock:
+            done[0] += nfiles
+            done[1] += nbytes
+            state = TreeProgress(done[0], done[1], files, total, False)
+        if progress is not None:
+            progress(state)
+
+    run = _Run(backend(), summary, dry_run, advance)
+    if workers <= 1 or len(groups) < 2:
+        for group in groups:
+            run.size_group(group)
+    else:
+        with ThreadPoolExecutor(max_workers=workers) as pool:
+            for _ in pool.map(run.size_group, groups):
+                pass
+    return summary
