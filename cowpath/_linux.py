@@ -283,6 +283,13 @@ class LinuxBackend(Backend):
                         src_fd, dst_fd, 1024 * 1024, None if length is None else length - done
                     )
             except OSError as exc:
+                if exc.errno == errno.EFBIG and use_cfr and offset >= os.fstat(src_fd).st_size:
+                    # copy_file_range checks the destination's size limit
+                    # (RLIMIT_FSIZE, the filesystem's largest file) before it
+                    # looks at the source: at the source's end, with the
+                    # destination exactly at the limit, that is the end of
+                    # the copy, as sendfile and read(2) say by returning 0.
+                    break
                 if exc.errno not in COPY_FALLBACK_ERRNOS or not (use_cfr or use_sendfile):
                     raise
                 if use_cfr:

@@ -435,6 +435,35 @@ def test_dangling_symlink_into_a_missing_directory_is_checked_before_the_data(
     assert result[2] == errno.ENOENT
 
 
+@pytest.mark.parametrize("kind", ALL_FS)
+@pytest.mark.parametrize("function", ["copyfile", "copy2"])
+@pytest.mark.parametrize("existing", [False, True])
+@pytest.mark.parametrize("size", [2999, 3000, 3001])
+def test_a_source_at_the_file_size_limit_copies_as_with_shutil(
+    areas: Areas, kind: str, function: str, existing: bool, size: int
+) -> None:
+    """Found by the property tests: copy_file_range checks RLIMIT_FSIZE
+    before it sees the source's end, so a source of exactly the limit failed
+    with EFBIG where shutil's sendfile, which reads the end first, copies it."""
+
+    def setup(root: Path) -> None:
+        (root / "s").write_bytes(b"s" * size)
+        if existing:
+            (root / "d").write_bytes(b"old")
+
+    outcomes, states = run_both(
+        areas.fresh(kind), setup, lambda m, r: getattr(m, function)(r / "s", r / "d"), fsize=3000
+    )
+    assert outcomes["cowpath"] == outcomes["shutil"]
+    assert (outcomes["cowpath"][0] == "returned") == (size <= 3000)
+    if size <= 3000 or existing:
+        assert states["cowpath"] == states["shutil"]
+    else:
+        # The listed difference: shutil leaves a partial new file, cowpath none.
+        assert len(states["shutil"][b"d"][3]) == 3000
+        assert b"d" not in states["cowpath"]
+
+
 # -- 9. SameFileError inside a tree: the deliberate difference -------------------------
 
 
