@@ -52,7 +52,9 @@ class Areas:
     def fresh(self, kind: str) -> Path:
         """A new empty directory (mode 0755) on a filesystem of ``kind``."""
         if kind not in self.points:
-            self.points[kind] = self.small.make(kind, 320 if kind == "xfs" else 128)
+            # Room for many examples: btrfs gives freed space back only
+            # when a transaction commits.
+            self.points[kind] = self.small.make(kind, 512)
         path = self.points[kind] / uuid.uuid4().hex
         path.mkdir()
         os.chmod(path, 0o755)
@@ -153,11 +155,12 @@ def snapshot(root: Path) -> dict[bytes, tuple[Any, ...]]:
             with open(path, "rb") as f:
                 body: Any = f.read()
         elif stat.S_ISLNK(mode):
-            body = os.readlink(path)
+            body = os.readlink(path).replace(base, b"ROOT")
         elif stat.S_ISCHR(mode) or stat.S_ISBLK(mode):
             body = st.st_rdev
         else:
             body = None
+        xattrs: tuple[Any, ...]
         try:
             names = sorted(os.listxattr(path, follow_symlinks=False))
             xattrs = tuple((n, os.getxattr(path, n, follow_symlinks=False)) for n in names)
@@ -207,11 +210,18 @@ def _act(action: Action, who: str, root: Path, fsize: int | None) -> tuple[Any, 
 
 
 def run_both(
-    base: Path, setup: Setup, action: Action, *, user: int | None = None, fsize: int | None = None
+    base: Path,
+    setup: Setup,
+    action: Action,
+    *,
+    user: int | None = None,
+    fsize: int | None = None,
+    before: dict[str, Any] | None = None,
 ) -> tuple[dict[str, Any], dict[str, Any]]:
     """Set up an area for each module under ``base``, run ``action(module, area)`` in a child.
 
-    Returns the outcomes and the final states, keyed "shutil" and "cowpath".
+    Returns the outcomes and the final states, keyed "shutil" and "cowpath";
+    ``before``, if given, receives the states before the call.
     """
     outcomes: dict[str, Any] = {}
     states: dict[str, Any] = {}
@@ -221,6 +231,8 @@ def run_both(
         os.chmod(root, 0o755)
         setup(root)
         age(root)
+        if before is not None:
+            before[who] = snapshot(root)
         outcomes[who] = in_child(_act, action, who, root, fsize, user=user)
         states[who] = snapshot(root)
     return outcomes, states
@@ -229,11 +241,36 @@ def run_both(
 def assert_same(base: Path, setup: Setup, action: Action, **kwargs: Any) -> tuple[Any, Any]:
     """:func:`run_both`, asserting that cowpath's outcome and state are shutil's."""
     outcomes, states = run_both(base, setup, action, **kwargs)
-    assert outcomes["cowpath"] == outcomes["shutil"]
-    assert _diff(states["cowpath"], states["shutil"]) == {}
+    assert outcomes["cowpath"] == outcomes["shutil"], report({}, outcomes)
+    differing = diff(states["cowpath"], states["shutil"])
+    assert differing == {}, report(differing, outcomes)
     return outcomes["cowpath"], states["cowpath"]
 
 
-def _diff(got: dict[bytes, Any], want: dict[bytes, Any]) -> dict[bytes, Any]:
-    """Entries that differ, as (cowpath's, shutil's): short enough to read in a failure."""
+def diff(got: dict[bytes, Any], want: dict[bytes, Any]) -> dict[bytes, Any]:
+    """Entries that differ, as (cowpath's, shutil's)."""
     return {k: (got.get(k), want.get(k)) for k in sorted(set(got) | set(want)) if got.get(k) != want.get(k)}
+
+
+FIELDS = ("mode", "uid", "gid", "body", "xattrs", "mtime", "links")
+
+
+def report(differing: dict[bytes, Any], outcomes: dict[str, Any]) -> str:
+    """The outcomes and the differing entries, one field per line, long values cut.
+
+    (pytest does not rewrite the asserts of this helper module.)
+    """
+
+    def short(value: Any) -> str:
+        text = repr(value)
+        return text if len(text) < 160 else text[:157] + "..."
+
+    lines = [f"cowpath: {short(outcomes.get('cowpath'))}", f"shutil:  {short(outcomes.get('shutil'))}"]
+    for name, (ours, theirs) in differing.items():
+        lines.append(f"{name!r}:")
+        for i, label in enumerate(FIELDS):
+            mine = None if ours is None else ours[i]
+            other = None if theirs is None else theirs[i]
+            mark = "  " if mine == other else "!="
+            lines.append(f"  {mark} {label}: cowpath {short(mine)} | shutil {short(other)}")
+    return "\n".join(lines)
