@@ -12,10 +12,12 @@ from shutil import Error, SameFileError, SpecialFileError
 
 from ._copy import copy, copy2, copyfile, copytree, reflink
 from ._errors import ReflinkNotSupportedError
+from ._move import move
 from ._path import CowPath
 from ._probe import clear_cache, supports_reflink
 from ._report import CopyReport
 from ._select import backend as _backend
+from ._stale import clean_staging
 from ._tree import TreeProgress
 
 __version__ = "0.1.0"
@@ -29,11 +31,13 @@ __all__ = [
     "SpecialFileError",
     "TreeProgress",
     "backend_name",
+    "clean_staging",
     "clear_cache",
     "copy",
     "copy2",
     "copyfile",
     "copytree",
+    "move",
     "reflink",
     "supports_reflink",
 ]
