@@ -198,7 +198,8 @@ def _move_tree(
     snapshot = Snapshot.take(src)
     parent = os.path.dirname(real_dst)
     locked = None
-    if not os.path.lexists(real_dst):
+    # A custom copy_function is given shutil's names, as copytree gives them.
+    if (copy_function is copy2 or copy_function is copy) and not os.path.lexists(real_dst):
         try:
             # As copytree: the destination's missing parents are made.
             os.makedirs(parent or os.curdir, exist_ok=True)
