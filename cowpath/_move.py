@@ -17,6 +17,7 @@ copied (:mod:`cowpath._moveclean`).
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import shutil
 import stat
@@ -24,15 +25,16 @@ import sys
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Final, Union
 
-from ._common import ReflinkMode, StrOrBytesPath, resolve_mode
-from ._copy import copy, copy2, copytree
+from ._common import Metadata, ReflinkMode, StrOrBytesPath, resolve_mode
+from ._copy import _copyfile, copy, copy2, copytree
 from ._moveclean import Snapshot, changed_error, identity, remove_copied
 from ._stale import clean_quietly, make_locked
+from ._tree import TreeOptions, TreeProgress, copy_tree
 
 if TYPE_CHECKING:
     from ._report import CopyReport
 
-__all__ = ["move"]
+__all__ = ["move", "move_path", "move_with_progress"]
 
 # Python 3.13 stopped treating a symlink to ``dst`` as ``dst`` itself
 # (moving the link into the directory instead of renaming over it).
@@ -122,8 +124,19 @@ def move(
     copied, and moved by a rename (``files_renamed``, ``bytes_renamed``:
     counting a renamed tree walks it, only when a report is passed).
     """
+    return move_with_progress(src, dst, copy_function, resolve_mode(reflink), report, None)
+
+
+def move_with_progress(
+    src: StrOrBytesPath,
+    dst: StrOrBytesPath,
+    copy_function: _Copier,
+    mode: ReflinkMode,
+    report: _Report,
+    progress: Callable[[TreeProgress], object] | None,
+) -> Any:
+    """:func:`move`, telling ``progress`` of each file of a tree it copies (the command line's bar)."""
     sys.audit("shutil.move", src, dst)
-    mode = resolve_mode(reflink)
     real_dst: Any = dst
     if os.path.isdir(dst):
         if _samefile(src, dst) and not (_LINK_IS_NOT_SAME and os.path.islink(src)):
@@ -150,7 +163,14 @@ def move(
                 raise PermissionError(
                     f"Cannot move the non-empty directory '{src!s}': Lacking write permission to '{src!s}'."
                 ) from None
-            _move_tree(src, real_dst, copy_function, mode, report)
+            # A custom copy_function is given shutil's names, as copytree gives them.
+            _move_tree(
+                src,
+                real_dst,
+                lambda s, d: _copytree(s, d, copy_function, mode, report, progress),
+                staged=copy_function is copy2 or copy_function is copy,
+                parents=True,
+            )
         else:
             _move_file(src, real_dst, copy_function, mode, report)
     else:
@@ -160,7 +180,7 @@ def move(
 
 
 def _copy(
-    copy_function: Callable[..., object],
+    copy_function: _Copier,
     src: Any,
     dst: Any,
     mode: ReflinkMode,
@@ -189,44 +209,44 @@ def _move_file(
 
 
 def _move_tree(
-    src: Any,
-    real_dst: Any,
-    copy_function: Callable[..., object],
-    mode: ReflinkMode,
-    report: CopyReport | None,
+    src: Any, real_dst: Any, copier: Callable[[Any, Any], object], staged: bool, parents: bool
 ) -> None:
+    """Copy the tree ``src`` to ``real_dst`` with ``copier``, then remove what was copied.
+
+    With ``staged`` the tree is built in a locked private directory beside
+    ``real_dst`` and renamed into place whole; with ``parents`` that
+    directory's missing parents are made first, as copytree makes them.
+    """
     snapshot = Snapshot.take(src)
-    parent = os.path.dirname(real_dst)
+    parent = os.path.dirname(real_dst) or os.curdir
     locked = None
-    # A custom copy_function is given shutil's names, as copytree gives them.
-    if (copy_function is copy2 or copy_function is copy) and not os.path.lexists(real_dst):
+    if staged and not os.path.lexists(real_dst):
         try:
-            # As copytree: the destination's missing parents are made.
-            os.makedirs(parent or os.curdir, exist_ok=True)
-            clean_quietly(parent or os.curdir)
-            locked = make_locked(parent or os.curdir)
+            if parents:
+                os.makedirs(parent, exist_ok=True)
+            clean_quietly(parent)
+            locked = make_locked(parent)
         except OSError:
-            locked = None  # copytree meets the same error and reports it as shutil does
+            locked = None  # the copy meets the same error and reports it under its own names
     if locked is None:
-        # No place to build it out of sight: shutil's own steps and errors.
-        _copytree(src, real_dst, copy_function, mode, report)
+        copier(src, real_dst)
     else:
-        staged = os.path.join(locked.path, _basename(real_dst))
+        staging = os.path.join(locked.path, _basename(real_dst))
         try:
             try:
-                _copytree(src, staged, copy_function, mode, report)
+                copier(src, staging)
             except shutil.Error as exc:
                 # shutil leaves what it copied in place, and so does this.
-                os.rename(staged, real_dst)
-                raise shutil.Error(_shown(exc.args[0], staged, real_dst)) from None
+                os.rename(staging, real_dst)
+                raise shutil.Error(_shown(exc.args[0], staging, real_dst)) from None
             except OSError as exc:
-                _rename_in(exc, staged, real_dst)
+                _rename_in(exc, staging, real_dst)
                 raise
-            os.rename(staged, real_dst)
+            os.rename(staging, real_dst)
         finally:
             with contextlib.suppress(OSError):
-                if os.path.lexists(staged):
-                    shutil.rmtree(staged)
+                if os.path.lexists(staging):
+                    shutil.rmtree(staging)
                 os.rmdir(locked.path)
             locked.release()
     kept = remove_copied(src, snapshot)
@@ -234,9 +254,24 @@ def _move_tree(
         raise changed_error([(path, os.path.join(real_dst, os.path.relpath(path, src))) for path in kept])
 
 
-def _copytree(src: Any, dst: Any, copy_function: _Copier, mode: ReflinkMode, report: _Report) -> None:
+def _copytree(
+    src: Any,
+    dst: Any,
+    copy_function: _Copier,
+    mode: ReflinkMode,
+    report: _Report,
+    progress: Callable[[TreeProgress], object] | None,
+) -> None:
     if copy_function is copy2 or copy_function is copy:
-        copytree(src, dst, copy_function=copy_function, symlinks=True, reflink=mode, report=report)
+        copytree(
+            src,
+            dst,
+            copy_function=copy_function,
+            symlinks=True,
+            reflink=mode,
+            report=report,
+            progress=progress,
+        )
     else:
         copytree(src, dst, copy_function=copy_function, symlinks=True)
 
@@ -283,3 +318,50 @@ def _count_renamed(path: Any, report: CopyReport) -> None:
     except OSError:
         return
     report.record_renamed(files, nbytes)
+
+
+def move_path(source: str, target: str, mode: ReflinkMode, report: _Report) -> None:
+    """Python 3.14's ``Path.move`` for ``CowPath``: ``os.replace``, else copy and delete.
+
+    Only EXDEV leads to the copy (pathlib raises every other error of
+    ``os.replace``); the copy is ``Path.copy(follow_symlinks=False,
+    preserve_metadata=True)``'s, cloning, with the same guarantees as
+    :func:`move`: the target appears whole, and the source is removed only
+    after it, and only what was copied.
+    """
+    try:
+        os.replace(source, target)
+    except OSError as exc:
+        if exc.errno != errno.EXDEV:
+            raise
+    else:
+        if report is not None:
+            _count_renamed(target, report)
+        return
+    if os.path.isdir(source) and not os.path.islink(source):
+        options = TreeOptions(
+            symlinks=True,
+            ignore=None,
+            copy_function=copy2,
+            metadata=Metadata.STAT,
+            ignore_dangling_symlinks=False,
+            dirs_exist_ok=False,
+            mode=mode,
+            report=report,
+            workers=None,
+            progress=None,
+            atomic=False,
+            first_error=True,
+            make_parents=False,
+        )
+        _move_tree(source, target, lambda s, d: copy_tree(s, d, options), staged=True, parents=False)
+        return
+    before = identity(source)
+    if os.path.islink(source):
+        os.symlink(os.readlink(source), target, target_is_directory=os.path.isdir(source))
+        shutil.copystat(source, target, follow_symlinks=False)
+    else:
+        _copyfile(source, target, True, mode, report, Metadata.STAT, True)
+    if before is not None and identity(source) != before:
+        raise changed_error([(source, target)])
+    os.unlink(source)
