@@ -130,14 +130,9 @@ def test_mv_errors_take_one_line_and_exit_1(ext4: Path) -> None:
     (ext4 / "d").mkdir()
     (ext4 / "full").mkdir()
     write_file(ext4 / "full" / "x", 1)
-    cases = [
-        (("mv", ext4 / "f", ext4 / "nothing", ext4 / "f"), "is not a directory"),
-        (("mv", ext4 / "missing", ext4 / "g"), "No such file or directory"),
-        (("mv", ext4 / "f", ext4 / "d" / ".." / "d"), None),
-        (("mv", ext4 / "full", ext4 / "d"), None),
-    ]
-    done = run_cli(*cases[0][0])
+    done = run_cli("mv", ext4 / "f", ext4 / "nothing", ext4 / "f")
     assert (done.returncode, done.stderr.count("\n")) == (1, 1)
+    assert "is not a directory" in done.stderr
     done = run_cli("mv", "-q", ext4 / "missing", ext4 / "g")
     assert done.returncode == 1
     assert done.stderr.count("\n") == 1
