@@ -1,6 +1,13 @@
-"""``python -m bench``: see :mod:`bench.run`."""
+"""``python -m bench``: see :mod:`bench.run`; ``python -m bench --move``: see :mod:`bench.move`."""
 
 from __future__ import annotations
+
+import sys
+
+if "--move" in sys.argv[1:]:
+    from bench.move import main as move_main
+
+    raise SystemExit(move_main([arg for arg in sys.argv[1:] if arg != "--move"]))
 
 from bench.run import main
 
