@@ -122,6 +122,13 @@ def clean_staging(directory: Any) -> list[Any]:
     directory they build a tree in. Where the OS has no ``flock`` (Windows),
     or the filesystem refuses it, nothing can be known stale and nothing is
     removed.
+
+    The staging files of single-file copies (``.NAME.<16 hex>.cowpath``)
+    are not removed. They exist only where Linux's unnamed ``O_TMPFILE``
+    files cannot be used (other systems, NFS, FUSE), and there a lock for
+    each file copied would cost a lock request to the server per file; with
+    no lock, nothing tells a live one from a stale one. Remove them by hand
+    when no copy is running.
     """
     removed: list[Any] = []
     if fcntl is None:
