@@ -30,12 +30,13 @@ import re
 import secrets
 import shutil
 import stat
+import sys
 from typing import Any, Final
 
-try:
+if sys.platform == "win32":
+    fcntl = None
+else:
     import fcntl
-except ImportError:  # Windows
-    fcntl = None  # type: ignore[assignment]
 
 __all__ = ["PREFIX", "LockedDirectory", "clean_quietly", "clean_staging", "make_locked"]
 
