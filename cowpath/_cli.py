@@ -68,8 +68,9 @@ class _Bar:
             self.bar.close()
 
 
-def _cp(args: argparse.Namespace) -> int:
-    *sources, dest = args.paths
+def _operands(paths: list[str]) -> tuple[list[str], str, bool] | int:
+    """(sources, destination, whether it is a directory), as cp and mv read them; else the exit status."""
+    *sources, dest = paths
     if not sources:
         _say(f"missing destination file operand after '{dest}'")
         return 2
@@ -77,6 +78,25 @@ def _cp(args: argparse.Namespace) -> int:
     if (len(sources) > 1 or dest.endswith(os.sep)) and not dest_is_dir:
         _say(f"target '{dest}' is not a directory")
         return 1
+    return sources, dest, dest_is_dir
+
+
+def _bar_for(args: argparse.Namespace) -> _Bar:
+    """The progress bar --progress, -v and -q ask for (by default: when stderr is a terminal)."""
+    show = args.progress if args.progress is not None else sys.stderr.isatty() and not args.verbose
+    return _Bar(show and not args.quiet)
+
+
+def _target_of(src: str, dest: str, dest_is_dir: bool) -> str:
+    name = os.path.basename(src.rstrip(os.sep)) or src
+    return os.path.join(dest, name) if dest_is_dir else dest
+
+
+def _cp(args: argparse.Namespace) -> int:
+    operands = _operands(args.paths)
+    if isinstance(operands, int):
+        return operands
+    sources, dest, dest_is_dir = operands
     report = CopyReport()
     function = copy2 if args.preserve else copy
     verbose_function: Callable[[Any, Any], object] | None = None
@@ -87,13 +107,11 @@ def _cp(args: argparse.Namespace) -> int:
             print(f"'{os.fsdecode(s)}' -> '{os.fsdecode(d)}'")
             return result
 
-    show_bar = args.progress if args.progress is not None else sys.stderr.isatty() and not args.verbose
-    bar = _Bar(show_bar and not args.quiet)
+    bar = _bar_for(args)
     status = 0
     try:
         for src in sources:
-            name = os.path.basename(src.rstrip(os.sep)) or src
-            target = os.path.join(dest, name) if dest_is_dir else dest
+            target = _target_of(src, dest, dest_is_dir)
             if os.path.isdir(src) and not (os.path.islink(src) and args.recursive):
                 if not args.recursive:
                     _say(f"-r not specified; omitting directory '{src}'")
@@ -171,22 +189,16 @@ def _mv_target(src: str, target: str) -> str | None:
 
 
 def _mv(args: argparse.Namespace) -> int:
-    *sources, dest = args.paths
-    if not sources:
-        _say(f"missing destination file operand after '{dest}'")
-        return 2
-    dest_is_dir = os.path.isdir(dest)
-    if (len(sources) > 1 or dest.endswith(os.sep)) and not dest_is_dir:
-        _say(f"target '{dest}' is not a directory")
-        return 1
+    operands = _operands(args.paths)
+    if isinstance(operands, int):
+        return operands
+    sources, dest, dest_is_dir = operands
     report = CopyReport()
-    show_bar = args.progress if args.progress is not None else sys.stderr.isatty() and not args.verbose
-    bar = _Bar(show_bar and not args.quiet)
+    bar = _bar_for(args)
     status = 0
     try:
         for src in sources:
-            name = os.path.basename(src.rstrip(os.sep)) or src
-            target = os.path.join(dest, name) if dest_is_dir else dest
+            target = _target_of(src, dest, dest_is_dir)
             refused = _mv_target(src, target)
             if refused is not None:
                 _say(refused)
@@ -244,6 +256,25 @@ def _clean(args: argparse.Namespace) -> int:
     return status
 
 
+def _add_copy_options(parser: argparse.ArgumentParser, verbose: str, progress: str) -> None:
+    """--reflink, -v, -q and --progress, which cp and mv share."""
+    parser.add_argument(
+        "--reflink",
+        choices=REFLINK_MODES,
+        default=None,
+        help="auto: clone where possible, else copy (default, or $COWPATH_REFLINK); "
+        "always: clone or fail; never: always copy",
+    )
+    parser.add_argument("-v", "--verbose", action="store_true", help=verbose)
+    parser.add_argument("-q", "--quiet", action="store_true", help="no summary, no progress bar")
+    parser.add_argument(
+        "--progress",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help=f"{progress} (default: when stderr is a terminal; needs tqdm)",
+    )
+
+
 def _add_mv_and_clean(commands: Any) -> None:
     mv = commands.add_parser(
         "mv",
@@ -252,21 +283,7 @@ def _add_mv_and_clean(commands: Any) -> None:
         "refused (another filesystem, btrfs subvolume or bind mount) the data is cloned where "
         "possible, else copied, and the source removed once the destination is complete.",
     )
-    mv.add_argument(
-        "--reflink",
-        choices=REFLINK_MODES,
-        default=None,
-        help="auto: clone where possible, else copy (default, or $COWPATH_REFLINK); "
-        "always: clone or fail; never: always copy",
-    )
-    mv.add_argument("-v", "--verbose", action="store_true", help="print each source moved")
-    mv.add_argument("-q", "--quiet", action="store_true", help="no summary, no progress bar")
-    mv.add_argument(
-        "--progress",
-        action=argparse.BooleanOptionalAction,
-        default=None,
-        help="progress bar for directories copied (default: when stderr is a terminal; needs tqdm)",
-    )
+    _add_copy_options(mv, "print each source moved", "progress bar for directories copied")
     mv.add_argument("paths", nargs="+", metavar="SRC... DEST")
     mv.set_defaults(run=_mv)
 
@@ -336,21 +353,7 @@ def _parser() -> argparse.ArgumentParser:
     cp.add_argument(
         "-p", "--preserve", action="store_true", help="keep mode, timestamps and extended attributes"
     )
-    cp.add_argument(
-        "--reflink",
-        choices=REFLINK_MODES,
-        default=None,
-        help="auto: clone where possible, else copy (default, or $COWPATH_REFLINK); "
-        "always: clone or fail; never: always copy",
-    )
-    cp.add_argument("-v", "--verbose", action="store_true", help="print each file copied")
-    cp.add_argument("-q", "--quiet", action="store_true", help="no summary, no progress bar")
-    cp.add_argument(
-        "--progress",
-        action=argparse.BooleanOptionalAction,
-        default=None,
-        help="progress bar for directories (default: when stderr is a terminal; needs tqdm)",
-    )
+    _add_copy_options(cp, "print each file copied", "progress bar for directories")
     cp.add_argument(
         "--workers", type=int, default=None, help=f"threads copying files (default: {WORKERS_DEFAULT})"
     )

@@ -339,21 +339,7 @@ def move_path(source: str, target: str, mode: ReflinkMode, report: _Report) -> N
             _count_renamed(target, report)
         return
     if os.path.isdir(source) and not os.path.islink(source):
-        options = TreeOptions(
-            symlinks=True,
-            ignore=None,
-            copy_function=copy2,
-            metadata=Metadata.STAT,
-            ignore_dangling_symlinks=False,
-            dirs_exist_ok=False,
-            mode=mode,
-            report=report,
-            workers=None,
-            progress=None,
-            atomic=False,
-            first_error=True,
-            make_parents=False,
-        )
+        options = TreeOptions.pathlib(False, True, mode, report)
         _move_tree(source, target, lambda s, d: copy_tree(s, d, options), staged=True, parents=False)
         return
     before = identity(source)

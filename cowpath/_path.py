@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Union
 
 from ._common import Metadata, ReflinkMode, resolve_mode
-from ._copy import _copyfile, copy2, copyfile
+from ._copy import _copyfile
 from ._move import move_path
 from ._tree import TreeOptions, copy_tree
 
@@ -204,23 +204,7 @@ def _copy_entry(
         # The tree engine, as copytree uses it (staging, threads, the fast
         # path), with pathlib's rules: the first error ends the copy and is
         # raised as it is, metadata only with preserve_metadata.
-        options = TreeOptions(
-            symlinks=not follow_symlinks,
-            ignore=None,
-            copy_function=copy2 if preserve_metadata else copyfile,
-            metadata=Metadata.STAT if preserve_metadata else Metadata.NONE,
-            ignore_dangling_symlinks=False,
-            dirs_exist_ok=False,
-            mode=mode,
-            report=report,
-            workers=None,
-            progress=None,
-            atomic=False,
-            first_error=True,
-            dir_metadata=preserve_metadata,
-            make_parents=False,
-        )
-        copy_tree(source, target, options)
+        copy_tree(source, target, TreeOptions.pathlib(follow_symlinks, preserve_metadata, mode, report))
     else:
         try:
             same = os.path.samestat(os.stat(source), os.stat(target))
