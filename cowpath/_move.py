@@ -26,7 +26,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Final, Union
 
 from ._common import Metadata, ReflinkMode, StrOrBytesPath, resolve_mode
-from ._copy import _copyfile, copy, copy2, copytree
+from ._copy import _copyfile, copy, copy2, copyfile, copytree
 from ._moveclean import Snapshot, changed_error, identity, remove_copied
 from ._stale import clean_quietly, make_locked
 from ._tree import TreeOptions, TreeProgress, copy_tree
@@ -34,7 +34,7 @@ from ._tree import TreeOptions, TreeProgress, copy_tree
 if TYPE_CHECKING:
     from ._report import CopyReport
 
-__all__ = ["move", "move_path", "move_with_progress"]
+__all__ = ["move", "move_path", "move_with_progress", "pathlib_tree_options"]
 
 # Python 3.13 stopped treating a symlink to ``dst`` as ``dst`` itself
 # (moving the link into the directory instead of renaming over it).
@@ -339,7 +339,7 @@ def move_path(source: str, target: str, mode: ReflinkMode, report: _Report) -> N
             _count_renamed(target, report)
         return
     if os.path.isdir(source) and not os.path.islink(source):
-        options = TreeOptions.pathlib(False, True, mode, report)
+        options = pathlib_tree_options(False, True, mode, report)
         _move_tree(source, target, lambda s, d: copy_tree(s, d, options), staged=True, parents=False)
         return
     before = identity(source)
@@ -351,3 +351,25 @@ def move_path(source: str, target: str, mode: ReflinkMode, report: _Report) -> N
     if before is not None and identity(source) != before:
         raise changed_error([(source, target)])
     os.unlink(source)
+
+
+def pathlib_tree_options(
+    follow_symlinks: bool, preserve_metadata: bool, mode: ReflinkMode, report: _Report
+) -> TreeOptions:
+    """Python 3.14's ``Path.copy`` of a directory: the first error ends it, metadata only if asked."""
+    return TreeOptions(
+        symlinks=not follow_symlinks,
+        ignore=None,
+        copy_function=copy2 if preserve_metadata else copyfile,
+        metadata=Metadata.STAT if preserve_metadata else Metadata.NONE,
+        ignore_dangling_symlinks=False,
+        dirs_exist_ok=False,
+        mode=mode,
+        report=report,
+        workers=None,
+        progress=None,
+        atomic=False,
+        first_error=True,
+        dir_metadata=preserve_metadata,
+        make_parents=False,
+    )

@@ -11,8 +11,8 @@ from typing import TYPE_CHECKING, Union
 
 from ._common import Metadata, ReflinkMode, resolve_mode
 from ._copy import _copyfile
-from ._move import move_path
-from ._tree import TreeOptions, copy_tree
+from ._move import move_path, pathlib_tree_options
+from ._tree import copy_tree
 
 if TYPE_CHECKING:
     from ._report import CopyReport
@@ -204,7 +204,7 @@ def _copy_entry(
         # The tree engine, as copytree uses it (staging, threads, the fast
         # path), with pathlib's rules: the first error ends the copy and is
         # raised as it is, metadata only with preserve_metadata.
-        copy_tree(source, target, TreeOptions.pathlib(follow_symlinks, preserve_metadata, mode, report))
+        copy_tree(source, target, pathlib_tree_options(follow_symlinks, preserve_metadata, mode, report))
     else:
         try:
             same = os.path.samestat(os.stat(source), os.stat(target))

@@ -79,7 +79,13 @@ def make_locked(parent: Any) -> LockedDirectory:
         name = PREFIX + secrets.token_hex(8)
         path = _join(parent, name)
         os.mkdir(path, 0o700)
-        fd = _lock_own(path)
+        try:
+            fd = _lock_own(path)
+        except BaseException:
+            # Interrupted (Ctrl-C) before it was locked: nothing may stay.
+            with contextlib.suppress(OSError):
+                os.rmdir(path)
+            raise
         if fd != -1:
             return LockedDirectory(name, path, fd)
 

@@ -71,31 +71,6 @@ class TreeOptions:
     dir_metadata: bool = True
     make_parents: bool = True
 
-    @classmethod
-    def pathlib(
-        cls, follow_symlinks: bool, preserve_metadata: bool, mode: ReflinkMode, report: CopyReport | None
-    ) -> TreeOptions:
-        """Python 3.14's ``Path.copy`` of a directory: the first error ends it, metadata only if asked."""
-        # Imported here: cowpath._copy imports this module.
-        from ._copy import copy2, copyfile
-
-        return cls(
-            symlinks=not follow_symlinks,
-            ignore=None,
-            copy_function=copy2 if preserve_metadata else copyfile,
-            metadata=Metadata.STAT if preserve_metadata else Metadata.NONE,
-            ignore_dangling_symlinks=False,
-            dirs_exist_ok=False,
-            mode=mode,
-            report=report,
-            workers=None,
-            progress=None,
-            atomic=False,
-            first_error=True,
-            dir_metadata=preserve_metadata,
-            make_parents=False,
-        )
-
 
 class _Tree:
     """One tree copy: the walk, its errors and directory records; files go to a CopyPool."""
