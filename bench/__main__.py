@@ -1,4 +1,5 @@
-"""``python -m bench``: see :mod:`bench.run`; ``python -m bench dedupe``: see :mod:`bench.dedupe`."""
+"""``python -m bench``: see :mod:`bench.run`; ``python -m bench dedupe``: see :mod:`bench.dedupe`;
+``python -m bench --move``: see :mod:`bench.move`."""
 
 from __future__ import annotations
 
@@ -8,6 +9,11 @@ if sys.argv[1:2] == ["dedupe"]:
     from bench.dedupe import main as dedupe_main
 
     raise SystemExit(dedupe_main(sys.argv[2:]))
+
+if "--move" in sys.argv[1:]:
+    from bench.move import main as move_main
+
+    raise SystemExit(move_main([arg for arg in sys.argv[1:] if arg != "--move"]))
 
 from bench.run import main
 

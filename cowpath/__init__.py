@@ -13,10 +13,12 @@ from shutil import Error, SameFileError, SpecialFileError
 from ._copy import copy, copy2, copyfile, copytree, reflink
 from ._dedupe import DedupeReport, dedupe, shared_bytes
 from ._errors import ReflinkNotSupportedError
+from ._move import move
 from ._path import CowPath
 from ._probe import clear_cache, supports_reflink
 from ._report import CopyReport
 from ._select import backend as _backend
+from ._stale import clean_staging
 from ._tree import TreeProgress
 
 __version__ = "0.1.0"
@@ -31,12 +33,14 @@ __all__ = [
     "SpecialFileError",
     "TreeProgress",
     "backend_name",
+    "clean_staging",
     "clear_cache",
     "copy",
     "copy2",
     "copyfile",
     "copytree",
     "dedupe",
+    "move",
     "reflink",
     "shared_bytes",
     "supports_reflink",

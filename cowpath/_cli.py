@@ -1,4 +1,7 @@
-"""The ``cowpath`` command: ``cowpath cp`` and ``cowpath check`` (``dedupe`` and ``du`` in _clidedupe)."""
+"""The ``cowpath`` command: ``cowpath cp``, ``cowpath mv``, ``cowpath check`` and ``cowpath clean``.
+
+``cowpath dedupe`` and ``cowpath du`` are in :mod:`cowpath._clidedupe`.
+"""
 
 from __future__ import annotations
 
@@ -16,18 +19,21 @@ from ._cliutil import Bar as _Bar
 from ._cliutil import human_size as _size
 from ._cliutil import say as _say
 from ._cliutil import why as _why
-from ._common import REFLINK_MODES
+from ._common import REFLINK_MODES, resolve_mode
 from ._copy import copy, copy2, copytree
 from ._fsinfo import advice, mount_of
+from ._move import move_with_progress
 from ._probe import supports_reflink
 from ._report import CopyReport
+from ._stale import clean_staging
 from ._tree import WORKERS_DEFAULT
 
 __all__ = ["main"]
 
 
-def _cp(args: argparse.Namespace) -> int:
-    *sources, dest = args.paths
+def _operands(paths: list[str]) -> tuple[list[str], str, bool] | int:
+    """(sources, destination, whether it is a directory), as cp and mv read them; else the exit status."""
+    *sources, dest = paths
     if not sources:
         _say(f"missing destination file operand after '{dest}'")
         return 2
@@ -35,6 +41,25 @@ def _cp(args: argparse.Namespace) -> int:
     if (len(sources) > 1 or dest.endswith(os.sep)) and not dest_is_dir:
         _say(f"target '{dest}' is not a directory")
         return 1
+    return sources, dest, dest_is_dir
+
+
+def _bar_for(args: argparse.Namespace) -> _Bar:
+    """The progress bar --progress, -v and -q ask for (by default: when stderr is a terminal)."""
+    show = args.progress if args.progress is not None else sys.stderr.isatty() and not args.verbose
+    return _Bar(show and not args.quiet)
+
+
+def _target_of(src: str, dest: str, dest_is_dir: bool) -> str:
+    name = os.path.basename(src.rstrip(os.sep)) or src
+    return os.path.join(dest, name) if dest_is_dir else dest
+
+
+def _cp(args: argparse.Namespace) -> int:
+    operands = _operands(args.paths)
+    if isinstance(operands, int):
+        return operands
+    sources, dest, dest_is_dir = operands
     report = CopyReport()
     function = copy2 if args.preserve else copy
     verbose_function: Callable[[Any, Any], object] | None = None
@@ -45,13 +70,11 @@ def _cp(args: argparse.Namespace) -> int:
             print(f"'{os.fsdecode(s)}' -> '{os.fsdecode(d)}'")
             return result
 
-    show_bar = args.progress if args.progress is not None else sys.stderr.isatty() and not args.verbose
-    bar = _Bar(show_bar and not args.quiet)
+    bar = _bar_for(args)
     status = 0
     try:
         for src in sources:
-            name = os.path.basename(src.rstrip(os.sep)) or src
-            target = os.path.join(dest, name) if dest_is_dir else dest
+            target = _target_of(src, dest, dest_is_dir)
             if os.path.isdir(src) and not (os.path.islink(src) and args.recursive):
                 if not args.recursive:
                     _say(f"-r not specified; omitting directory '{src}'")
@@ -112,6 +135,134 @@ def _cp(args: argparse.Namespace) -> int:
     return status
 
 
+def _mv_target(src: str, target: str) -> str | None:
+    """Why ``src`` cannot replace ``target`` as GNU mv sees it, or None."""
+    if not os.path.lexists(target) or os.path.islink(target):
+        return None
+    source_is_dir = os.path.isdir(src) and not os.path.islink(src)
+    if os.path.isdir(target):
+        if not source_is_dir:
+            return f"cannot overwrite directory '{target}' with non-directory"
+        if os.listdir(target):
+            return f"cannot move '{src}' to '{target}': Directory not empty"
+        return None
+    if source_is_dir:
+        return f"cannot overwrite non-directory '{target}' with directory '{src}'"
+    return None
+
+
+def _mv(args: argparse.Namespace) -> int:
+    operands = _operands(args.paths)
+    if isinstance(operands, int):
+        return operands
+    sources, dest, dest_is_dir = operands
+    report = CopyReport()
+    bar = _bar_for(args)
+    status = 0
+    try:
+        for src in sources:
+            target = _target_of(src, dest, dest_is_dir)
+            refused = _mv_target(src, target)
+            if refused is not None:
+                _say(refused)
+                status = 1
+                continue
+            try:
+                if os.path.isdir(target) and not os.path.islink(target):
+                    # An empty directory is replaced, as mv replaces it.
+                    os.rmdir(target)
+                move_with_progress(src, target, copy2, args.reflink or resolve_mode(None), report, bar.update)
+            except shutil.Error as exc:
+                failures = exc.args[0] if exc.args and isinstance(exc.args[0], list) else None
+                if failures is None:
+                    _say(f"cannot move '{src}' to '{target}': {exc}")
+                for failed_src, failed_dst, why in failures or ():
+                    _say(f"cannot move '{failed_src}' to '{failed_dst}': {why}")
+                status = 1
+            except OSError as exc:
+                _say(f"cannot move '{src}' to '{target}': {_why(exc)}")
+                status = 1
+            else:
+                if args.verbose:
+                    print(f"renamed '{src}' -> '{target}'")
+    except KeyboardInterrupt:
+        bar.close()
+        _say("interrupted; every source is whole where its destination is not")
+        return 130
+    bar.close()
+    if not args.quiet:
+        _say(
+            f"{report.files_renamed} file{'' if report.files_renamed == 1 else 's'} renamed "
+            f"({_size(report.bytes_renamed)}), "
+            f"{report.files_cloned} cloned ({_size(report.bytes_cloned)} shared), "
+            f"{report.files_copied} copied ({_size(report.bytes_copied)})"
+        )
+    return status
+
+
+def _clean(args: argparse.Namespace) -> int:
+    status = 0
+    removed = 0
+    for directory in args.directories:
+        try:
+            gone = clean_staging(directory)
+        except OSError as exc:
+            _say(f"cannot clean '{directory}': {_why(exc)}")
+            status = 1
+            continue
+        removed += len(gone)
+        if args.verbose:
+            for path in gone:
+                print(f"removed '{os.fsdecode(path)}'")
+    if not args.quiet:
+        _say(f"{removed} stale staging director{'y' if removed == 1 else 'ies'} removed")
+    return status
+
+
+def _add_copy_options(parser: argparse.ArgumentParser, verbose: str, progress: str) -> None:
+    """--reflink, -v, -q and --progress, which cp and mv share."""
+    parser.add_argument(
+        "--reflink",
+        choices=REFLINK_MODES,
+        default=None,
+        help="auto: clone where possible, else copy (default, or $COWPATH_REFLINK); "
+        "always: clone or fail; never: always copy",
+    )
+    parser.add_argument("-v", "--verbose", action="store_true", help=verbose)
+    parser.add_argument("-q", "--quiet", action="store_true", help="no summary, no progress bar")
+    parser.add_argument(
+        "--progress",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help=f"{progress} (default: when stderr is a terminal; needs tqdm)",
+    )
+
+
+def _add_mv_and_clean(commands: Any) -> None:
+    mv = commands.add_parser(
+        "mv",
+        help="move files and directories, cloning where a rename is refused",
+        description="Move SRC to DEST, or several SRCs into the directory DEST. Where rename is "
+        "refused (another filesystem, btrfs subvolume or bind mount) the data is cloned where "
+        "possible, else copied, and the source removed once the destination is complete.",
+    )
+    _add_copy_options(mv, "print each source moved", "progress bar for directories copied")
+    mv.add_argument("paths", nargs="+", metavar="SRC... DEST")
+    mv.set_defaults(run=_mv)
+
+    clean = commands.add_parser(
+        "clean",
+        help="remove the staging directories that killed copies and moves left behind",
+        description="Remove the hidden .cowpath-* staging directories in each DIR whose copy or "
+        "move is no longer running (a running one holds a lock on its own). Only your own are "
+        "removed; symlinks are never followed.",
+    )
+    clean.add_argument("-v", "--verbose", action="store_true", help="print each directory removed")
+    clean.add_argument("-q", "--quiet", action="store_true", help="no summary")
+    clean.add_argument("directories", nargs="+", metavar="DIR")
+    clean.set_defaults(run=_clean)
+
+
 def _check(args: argparse.Namespace) -> int:
     paths = [args.path] if args.other is None else [args.path, args.other]
     mounts = []
@@ -165,21 +316,7 @@ def _parser() -> argparse.ArgumentParser:
     cp.add_argument(
         "-p", "--preserve", action="store_true", help="keep mode, timestamps and extended attributes"
     )
-    cp.add_argument(
-        "--reflink",
-        choices=REFLINK_MODES,
-        default=None,
-        help="auto: clone where possible, else copy (default, or $COWPATH_REFLINK); "
-        "always: clone or fail; never: always copy",
-    )
-    cp.add_argument("-v", "--verbose", action="store_true", help="print each file copied")
-    cp.add_argument("-q", "--quiet", action="store_true", help="no summary, no progress bar")
-    cp.add_argument(
-        "--progress",
-        action=argparse.BooleanOptionalAction,
-        default=None,
-        help="progress bar for directories (default: when stderr is a terminal; needs tqdm)",
-    )
+    _add_copy_options(cp, "print each file copied", "progress bar for directories")
     cp.add_argument(
         "--workers", type=int, default=None, help=f"threads copying files (default: {WORKERS_DEFAULT})"
     )
@@ -194,6 +331,7 @@ def _parser() -> argparse.ArgumentParser:
     check.add_argument("path", metavar="PATH")
     check.add_argument("other", metavar="OTHER", nargs="?")
     check.set_defaults(run=_check)
+    _add_mv_and_clean(commands)
     _add_dedupe_commands(commands)
     return parser
 

@@ -10,8 +10,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Union
 
 from ._common import Metadata, ReflinkMode, resolve_mode
-from ._copy import _copyfile, copy2, copyfile
-from ._tree import TreeOptions, copy_tree
+from ._copy import _copyfile
+from ._move import move_path, pathlib_tree_options
+from ._tree import copy_tree
 
 if TYPE_CHECKING:
     from ._report import CopyReport
@@ -40,13 +41,27 @@ def _distinct(source: Path, target: Path) -> None:
     raise OSError(errno.EINVAL, message, str(source), None, str(target))
 
 
+def _ensure_different_files(source: Path, target: Path) -> None:
+    # As Python 3.14's Path.move: the same file (by device and inode, links
+    # not followed) is refused; a path that cannot be examined is not the same.
+    try:
+        first, second = os.lstat(source), os.lstat(target)
+    except (OSError, ValueError):
+        return
+    if (first.st_dev, first.st_ino) != (second.st_dev, second.st_ino):
+        return
+    raise OSError(errno.EINVAL, "Source and target are the same file", str(source), None, str(target))
+
+
 class CowPath(_ConcretePath):
-    """A :class:`pathlib.Path` whose ``copy``, ``copy_into`` and ``reflink_to`` clone.
+    """A :class:`pathlib.Path` whose copies and moves clone.
 
     Every derived path (``/``, ``parent``, ``with_name``, ``iterdir``, ...)
-    is a ``CowPath`` too. ``copy`` and ``copy_into`` have the signatures of
-    Python 3.14's :meth:`pathlib.Path.copy` and :meth:`pathlib.Path.copy_into`
-    and are available on every supported Python.
+    is a ``CowPath`` too. ``copy``, ``copy_into``, ``move`` and
+    ``move_into`` have the signatures of Python 3.14's
+    :meth:`pathlib.Path.copy`, :meth:`pathlib.Path.copy_into`,
+    :meth:`pathlib.Path.move` and :meth:`pathlib.Path.move_into` and are
+    available on every supported Python.
     """
 
     __slots__ = ()
@@ -108,6 +123,42 @@ class CowPath(_ConcretePath):
             report=report,
         )
 
+    def move(
+        self, target: _Target, *, reflink: ReflinkMode | None = None, report: CopyReport | None = None
+    ) -> CowPath:
+        """Move this file or directory tree to ``target``; return the new path as a CowPath.
+
+        Python 3.14's :meth:`pathlib.Path.move`: :func:`os.replace` first
+        (an existing file ``target`` is replaced; an existing empty
+        directory too, where the OS allows); where that fails with EXDEV
+        (another filesystem, and also another btrfs subvolume or bind mount
+        of the same one) the file or tree is copied as
+        ``copy(target, follow_symlinks=False, preserve_metadata=True)``
+        copies it, cloning, and the source is deleted. Moving a path onto
+        the same file raises :class:`OSError` (``EINVAL``).
+
+        As :func:`cowpath.move`: the target appears whole, the source is
+        removed only after that and only what was copied (what changed
+        meanwhile stays, listed in the :class:`shutil.Error` raised).
+        ``reflink`` and ``report`` are as for :func:`cowpath.move`.
+        """
+        destination = self._derive(target)
+        _ensure_different_files(self, destination)
+        move_path(str(self), str(destination), resolve_mode(reflink), report)
+        return destination
+
+    def move_into(
+        self, target_dir: _Target, *, reflink: ReflinkMode | None = None, report: CopyReport | None = None
+    ) -> CowPath:
+        """Move this file or tree into the existing directory ``target_dir``; return the new path.
+
+        Python 3.14's :meth:`pathlib.Path.move_into`: ``move(target_dir / self.name)``.
+        """
+        name = self.name
+        if not name:
+            raise ValueError(f"{self!r} has an empty name")
+        return self.move(self._derive(target_dir) / name, reflink=reflink, report=report)
+
     def reflink_to(
         self,
         target: _Target,
@@ -153,23 +204,7 @@ def _copy_entry(
         # The tree engine, as copytree uses it (staging, threads, the fast
         # path), with pathlib's rules: the first error ends the copy and is
         # raised as it is, metadata only with preserve_metadata.
-        options = TreeOptions(
-            symlinks=not follow_symlinks,
-            ignore=None,
-            copy_function=copy2 if preserve_metadata else copyfile,
-            metadata=Metadata.STAT if preserve_metadata else Metadata.NONE,
-            ignore_dangling_symlinks=False,
-            dirs_exist_ok=False,
-            mode=mode,
-            report=report,
-            workers=None,
-            progress=None,
-            atomic=False,
-            first_error=True,
-            dir_metadata=preserve_metadata,
-            make_parents=False,
-        )
-        copy_tree(source, target, options)
+        copy_tree(source, target, pathlib_tree_options(follow_symlinks, preserve_metadata, mode, report))
     else:
         try:
             same = os.path.samestat(os.stat(source), os.stat(target))

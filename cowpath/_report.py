@@ -1,4 +1,4 @@
-"""What a copy did: how many files and bytes were cloned and how many copied."""
+"""What a copy or move did: how many files and bytes were cloned, copied or renamed."""
 
 from __future__ import annotations
 
@@ -23,12 +23,19 @@ class CopyReport:
     the kernel may still share extents for some of them on its own (Linux
     ``copy_file_range`` on btrfs, XFS and NFS does), which cowpath cannot
     observe, so they are counted as copies.
+
+    ``files_renamed``/``bytes_renamed`` count the regular files that
+    :func:`cowpath.move` moved by renaming them (or a directory holding
+    them): their data was neither cloned nor copied, and they are not
+    counted in :attr:`files` or :attr:`bytes`.
     """
 
     files_cloned: int = 0
     bytes_cloned: int = 0
     files_copied: int = 0
     bytes_copied: int = 0
+    files_renamed: int = 0
+    bytes_renamed: int = 0
     _lock: threading.Lock = field(default_factory=threading.Lock, init=False, repr=False, compare=False)
 
     @property
@@ -51,6 +58,12 @@ class CopyReport:
                 self.files_copied += 1
                 self.bytes_copied += nbytes
 
+    def record_renamed(self, files: int, nbytes: int) -> None:
+        """Count ``files`` regular files of ``nbytes`` moved by a rename. Called by cowpath."""
+        with self._lock:
+            self.files_renamed += files
+            self.bytes_renamed += nbytes
+
     def merge(self, other: CopyReport) -> None:
         """Add the counts of ``other`` to this report."""
         with self._lock:
@@ -58,3 +71,5 @@ class CopyReport:
             self.bytes_cloned += other.bytes_cloned
             self.files_copied += other.files_copied
             self.bytes_copied += other.bytes_copied
+            self.files_renamed += other.files_renamed
+            self.bytes_renamed += other.bytes_renamed

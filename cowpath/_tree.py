@@ -26,6 +26,7 @@ from ._common import Metadata, ReflinkMode
 from ._engine import copy_new_file
 from ._pool import CopyPool, FileSlot, TreeProgress
 from ._select import backend
+from ._stale import clean_quietly
 from ._treestage import ErrorTuple, TreeStaging, narrow_directory
 
 if TYPE_CHECKING:
@@ -342,6 +343,11 @@ def copy_tree(src: Any, dst: Any, options: TreeOptions) -> Any:
     elif workers < 1:
         raise ValueError(f"workers must be at least 1, not {workers!r}")
     tree = _Tree(options, workers)
+    if options.metadata is not None:
+        # Staging left by killed copies, in the directories this copy builds in.
+        clean_quietly(os.path.dirname(dst) or os.curdir)
+        if options.dirs_exist_ok:
+            clean_quietly(dst)
     try:
         tree.walk(src, dst, entries, root=True)
         tree.pool.finish()

@@ -4,7 +4,9 @@ A new tree copied with cowpath's own functions is built inside a directory
 ``.cowpath-<64 random bits>`` made in the destination (mode 0700, so nobody
 else can enter it) and its entries are moved into place when every file is
 complete: a process killed midway leaves only that directory, never a
-partial file under a destination name. Nothing of it shows in the names
+partial file under a destination name. The directory is locked while it
+is in use, so that a later copy can tell it from one left by a process that
+is gone (:mod:`cowpath._stale`). Nothing of it shows in the names
 given to the caller: errors name the final paths.
 """
 
@@ -12,11 +14,12 @@ from __future__ import annotations
 
 import contextlib
 import os
-import secrets
 import shutil
 import stat
 from collections.abc import Callable
 from typing import Any
+
+from ._stale import LockedDirectory, make_locked
 
 __all__ = ["ErrorTuple", "TreeStaging", "narrow_directory"]
 
@@ -37,6 +40,7 @@ class TreeStaging:
         self.lost: list[str] = []
         # (source, staged path) of the directories to narrow before the moves.
         self.narrow_later: list[tuple[Any, Any]] = []
+        self._locked: LockedDirectory | None = None
 
     def make(self, dst: Any) -> Any:
         """Create the private directory inside ``dst``; return where the tree is to be built.
@@ -46,14 +50,12 @@ class TreeStaging:
         cost about a third of a small file's clone). Where it cannot be made,
         ``dst`` itself is returned and each file is staged on its own.
         """
-        name = f".cowpath-{secrets.token_hex(8)}"
-        path = os.path.join(dst, os.fsencode(name) if isinstance(dst, bytes) else name)
         try:
-            os.mkdir(path, 0o700)
+            self._locked = locked = make_locked(dst)
         except OSError:
             return dst
-        self.name = name
-        self.path = path
+        self.name = locked.name
+        self.path = path = locked.path
         self.final = dst
         self._staged = _prefixes(path)
         text = os.fsdecode(os.fspath(dst))
@@ -135,6 +137,8 @@ class TreeStaging:
         with contextlib.suppress(OSError):
             os.rmdir(staging)
         self.path = None
+        if self._locked is not None:
+            self._locked.release()
         if interrupted is not None:
             raise interrupted
 

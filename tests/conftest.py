@@ -202,3 +202,41 @@ def staging(request: pytest.FixtureRequest) -> Iterator[str]:
             yield str(request.param)
     else:
         yield str(request.param)
+
+
+def _quiet(command: list[str]) -> None:
+    subprocess.run(command, check=False, capture_output=True)
+
+
+@pytest.fixture
+def subvolumes(mounts: Mounts) -> Iterator[tuple[Path, Path]]:
+    """Two btrfs subvolumes of one filesystem: rename(2) between them fails with EXDEV, clones work."""
+    base = _fresh(mounts, "btrfs")
+    pair = (base / "sub1", base / "sub2")
+    for path in pair:
+        done = subprocess.run(["btrfs", "subvolume", "create", str(path)], check=False, capture_output=True)
+        if done.returncode:
+            _unavailable(f"btrfs subvolume create failed: {done.stderr.decode().strip()}")
+    os.chmod(base, 0o755)
+    yield pair
+    for path in pair:
+        _quiet(["btrfs", "subvolume", "delete", str(path)])
+    shutil.rmtree(base, ignore_errors=True)
+
+
+@pytest.fixture
+def xfs_binds(mounts: Mounts) -> Iterator[tuple[Path, Path]]:
+    """One XFS directory bind-mounted at two points: rename(2) between them fails with EXDEV."""
+    base = _fresh(mounts, "xfs")
+    shared = base / "shared"
+    shared.mkdir()
+    points = (base / "bind1", base / "bind2")
+    for point in points:
+        point.mkdir()
+        done = subprocess.run(["mount", "--bind", str(shared), str(point)], check=False, capture_output=True)
+        if done.returncode:
+            _unavailable(f"mount --bind failed: {done.stderr.decode().strip()}")
+    yield points
+    for point in points:
+        _quiet(["umount", str(point)])
+    shutil.rmtree(base, ignore_errors=True)
