@@ -83,6 +83,8 @@ class FileJob:
     #: the metadata is left to shutil's functions by path.
     nbytes: int = 0
     by_path: bool = False
+    #: Set by a tree's fast path: the source's ``fstat``, taken before its data was read.
+    src_st: os.stat_result | None = None
 
 
 class Source:

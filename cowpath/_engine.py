@@ -103,6 +103,7 @@ def copy_new_file(backend: Backend, job: FileJob) -> bool:
             return False
         if not _write_staged(backend, Source(job, src_fd, src_st), job.dst, None, restat=False):
             return False
+        job.src_st = src_st
     except CannotClone as signal:
         raise signal.to_error(job.src, job.dst) from None
     except OSError as exc:

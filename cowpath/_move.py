@@ -10,13 +10,15 @@ Nothing is lost, whenever the process is killed: a file's copy is named
 only when complete (the engine's staging file, ``atomic`` over an existing
 one); a tree is built in a locked private directory beside the destination
 (:mod:`cowpath._stale`) and renamed into place in one step; the source is
-removed only after that, and only what was there, unchanged, before it was
-copied (:mod:`cowpath._moveclean`).
+removed only after that, and only what the copy recorded as it copied it,
+unchanged since (:mod:`cowpath._moveclean`): the tree is walked once to
+copy it and once to remove it, with no walk of its own to record it.
 """
 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import errno
 import os
 import shutil
@@ -26,8 +28,8 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Final, Union
 
 from ._common import Metadata, ReflinkMode, StrOrBytesPath, resolve_mode
-from ._copy import _copyfile, copy, copy2, copyfile, copytree
-from ._moveclean import Snapshot, changed_error, identity, remove_copied
+from ._copy import _copyfile, copy, copy2, copyfile
+from ._moveclean import Record, changed_error, identity, remove_copied
 from ._stale import clean_quietly, make_locked
 from ._tree import TreeOptions, TreeProgress, copy_tree
 
@@ -41,6 +43,8 @@ __all__ = ["move", "move_path", "move_with_progress", "pathlib_tree_options"]
 _LINK_IS_NOT_SAME: Final = sys.version_info >= (3, 13)
 
 _Copier = Callable[..., object]
+# Copies the tree ``src`` to ``dst``, adding each entry it copies to the record.
+_TreeCopier = Callable[[Any, Any, Record], object]
 _Report = Union["CopyReport", None]
 
 
@@ -114,9 +118,10 @@ def move(
       destination, or both (then the source may be partly removed, with
       the destination whole);
     * the source is removed only after the destination is complete, and
-      only what was copied: a file changed or added in the source while it
-      was being moved stays where it is, and :class:`shutil.Error` lists
-      each (``(source, destination, reason)``) once the rest is moved;
+      only what was copied, unchanged since its copy: a file changed after
+      it was copied, or added to a directory already copied, stays where it
+      is, and :class:`shutil.Error` lists each (``(source, destination,
+      reason)``) once the rest is moved;
     * a source that cannot be removed raises the :class:`OSError` shutil
       would, leaving the destination complete.
 
@@ -167,7 +172,7 @@ def move_with_progress(
             _move_tree(
                 src,
                 real_dst,
-                lambda s, d: _copytree(s, d, copy_function, mode, report, progress),
+                lambda s, d, r: _copytree(s, d, copy_function, mode, report, progress, r),
                 staged=copy_function is copy2 or copy_function is copy,
                 parents=True,
             )
@@ -208,16 +213,16 @@ def _move_file(
     os.unlink(src)
 
 
-def _move_tree(
-    src: Any, real_dst: Any, copier: Callable[[Any, Any], object], staged: bool, parents: bool
-) -> None:
+def _move_tree(src: Any, real_dst: Any, copier: _TreeCopier, staged: bool, parents: bool) -> None:
     """Copy the tree ``src`` to ``real_dst`` with ``copier``, then remove what was copied.
 
     With ``staged`` the tree is built in a locked private directory beside
     ``real_dst`` and renamed into place whole; with ``parents`` that
     directory's missing parents are made first, as copytree makes them.
     """
-    snapshot = Snapshot.take(src)
+    record = Record()
+    with contextlib.suppress(OSError):  # the copy meets the same error and raises it
+        record.add(os.fspath(src), os.lstat(src))
     parent = os.path.dirname(real_dst) or os.curdir
     locked = None
     if staged and not os.path.lexists(real_dst):
@@ -229,12 +234,12 @@ def _move_tree(
         except OSError:
             locked = None  # the copy meets the same error and reports it under its own names
     if locked is None:
-        copier(src, real_dst)
+        copier(src, real_dst, record)
     else:
         staging = os.path.join(locked.path, _basename(real_dst))
         try:
             try:
-                copier(src, staging)
+                copier(src, staging, record)
             except shutil.Error as exc:
                 # shutil leaves what it copied in place, and so does this.
                 os.rename(staging, real_dst)
@@ -249,7 +254,7 @@ def _move_tree(
                     shutil.rmtree(staging)
                 os.rmdir(locked.path)
             locked.release()
-    kept = remove_copied(src, snapshot)
+    kept = remove_copied(src, record)
     if kept:
         raise changed_error([(path, os.path.join(real_dst, os.path.relpath(path, src))) for path in kept])
 
@@ -261,19 +266,32 @@ def _copytree(
     mode: ReflinkMode,
     report: _Report,
     progress: Callable[[TreeProgress], object] | None,
+    record: Record,
 ) -> None:
-    if copy_function is copy2 or copy_function is copy:
-        copytree(
-            src,
-            dst,
-            copy_function=copy_function,
-            symlinks=True,
-            reflink=mode,
-            report=report,
-            progress=progress,
-        )
-    else:
-        copytree(src, dst, copy_function=copy_function, symlinks=True)
+    # copytree(src, dst, copy_function=..., symlinks=True), with cowpath's
+    # copy functions given ``reflink``, ``report`` and ``progress``, telling
+    # ``record`` of each entry copied.
+    ours = copy_function is copy2 or copy_function is copy
+    metadata: Metadata | None = None
+    if copy_function is copy2:
+        metadata = Metadata.STAT
+    elif copy_function is copy:
+        metadata = Metadata.MODE
+    options = TreeOptions(
+        symlinks=True,
+        ignore=None,
+        copy_function=copy_function,
+        metadata=metadata,
+        ignore_dangling_symlinks=False,
+        dirs_exist_ok=False,
+        mode=mode if ours else resolve_mode(None),
+        report=report if ours else None,
+        workers=None,
+        progress=progress if ours else None,
+        atomic=False,
+        copied=record.add,
+    )
+    copy_tree(src, dst, options)
 
 
 def _shown_path(value: Any, staged: Any, final: Any) -> Any:
@@ -340,7 +358,13 @@ def move_path(source: str, target: str, mode: ReflinkMode, report: _Report) -> N
         return
     if os.path.isdir(source) and not os.path.islink(source):
         options = pathlib_tree_options(False, True, mode, report)
-        _move_tree(source, target, lambda s, d: copy_tree(s, d, options), staged=True, parents=False)
+        _move_tree(
+            source,
+            target,
+            lambda s, d, r: copy_tree(s, d, dataclasses.replace(options, copied=r.add)),
+            staged=True,
+            parents=False,
+        )
         return
     before = identity(source)
     if os.path.islink(source):

@@ -70,6 +70,10 @@ class TreeOptions:
     first_error: bool = False
     dir_metadata: bool = True
     make_parents: bool = True
+    # Told of each entry copied, with its source path and its stat taken
+    # before the copy read it (a move removes only those entries, unchanged:
+    # cowpath._moveclean). Directories are told before their walk.
+    copied: Callable[[Any, os.stat_result], object] | None = None
 
 
 class _Tree:
@@ -86,6 +90,7 @@ class _Tree:
         self.dirs_exist_ok = options.dirs_exist_ok
         self.mode = options.mode
         self.report = options.report
+        self.copied = options.copied
         # shutil's rule: its own copy and copy2 get the DirEntry (and use its
         # cached stat), and so do cowpath's; any other function gets a str.
         # Directories are then named by their DirEntry in shutil.Error too.
@@ -186,9 +191,12 @@ class _Tree:
                     if lstat.st_reparse_tag == stat.IO_REPARSE_TAG_MOUNT_POINT:
                         is_symlink = False
                 if is_symlink:
+                    lstat_before = entry.stat(follow_symlinks=False) if self.copied is not None else None
                     linkto = os.readlink(srcname)
                     if self.symlinks:
                         os.symlink(linkto, dstname)
+                        if lstat_before is not None and self.copied is not None:
+                            self.copied(srcname, lstat_before)
                         if self.options.dir_metadata:
                             shutil.copystat(srcobj, dstname, follow_symlinks=False)
                         continue
@@ -261,6 +269,8 @@ class _Tree:
     def subtree(self, srcobj: Any, srcname: Any, dstname: Any) -> None:
         sys.audit("shutil.copytree", srcobj, self.staging.shown(dstname))
         try:
+            if self.copied is not None:
+                self.copied(srcname, os.lstat(srcname))
             with os.scandir(srcobj) as listing:
                 entries = list(listing)
             self.walk(srcobj, dstname, entries)
@@ -280,8 +290,12 @@ class _Tree:
     # -- running the copies ----------------------------------------------------
 
     def copy_one(self, slot: FileSlot) -> int:
+        copied = self.copied
         if self.metadata is None:
+            before = os.lstat(slot.srcname) if copied is not None else None
             self.copy_function(slot.srcobj, slot.dstname)
+            if copied is not None and before is not None:
+                copied(slot.srcname, before)
             return 0
         # With dirs_exist_ok a file may already be there: shutil rewrites it
         # in place, and so does the general path (the fast path makes new
@@ -297,12 +311,18 @@ class _Tree:
                 direct=self.staging.path is not None,
             )
             if copy_new_file(self.backend, job):
+                if copied is not None and job.src_st is not None:
+                    # The open source's fstat, before its data was read: no lstat of its own.
+                    copied(slot.srcname, job.src_st)
                 return job.nbytes
-        before = self.report.bytes if self.report is not None else 0
+        before = os.lstat(slot.srcname) if copied is not None else None
+        counted = self.report.bytes if self.report is not None else 0
         self.copy_function(
             slot.srcobj, slot.dstname, reflink=self.mode, report=self.report, atomic=self.atomic
         )
-        return self.report.bytes - before if self.report is not None else 0
+        if copied is not None and before is not None:
+            copied(slot.srcname, before)
+        return self.report.bytes - counted if self.report is not None else 0
 
     # -- after the copies --------------------------------------------------------
 

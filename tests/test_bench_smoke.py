@@ -86,3 +86,44 @@ def test_cowpath_rows_carry_memory_and_report(quick_run: tuple[str, dict[str, ob
         # XFS clones: every file of the source was cloned, none copied.
         assert row["report"]["files_copied"] == 0
         assert row["report"]["files_cloned"] == row["source"]["files"]
+
+
+@pytest.fixture(scope="module")
+def quick_move(tmp_path_factory: pytest.TempPathFactory) -> tuple[str, dict[str, object]]:
+    if not sys.platform.startswith("linux"):
+        pytest.skip("the benchmark mounts Linux loop filesystems")
+    if os.geteuid() != 0:
+        if REQUIRED:
+            pytest.fail("COWPATH_REQUIRE_LOOPFS=1 but the move benchmark needs root to mount", pytrace=False)
+        pytest.skip("the move benchmark mounts btrfs and XFS: needs root")
+    results = tmp_path_factory.mktemp("bench-move-results")
+    done = subprocess.run(
+        [sys.executable, "-m", "bench", "--move", "--quick", "--results-dir", str(results)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    with open(results / "latest-move-quick.json") as f:
+        data = json.load(f)
+    return done.stdout, data
+
+
+def test_move_benchmark_has_every_tool_and_setup(quick_move: tuple[str, dict[str, object]]) -> None:
+    from bench.move import SETUPS
+    from bench.move import TOOLS as MOVE_TOOLS
+
+    table, data = quick_move
+    rows = data["results"]
+    assert isinstance(rows, list)
+    assert data["meta"]["quick"] is True  # type: ignore[index]
+    wanted = {(setup, case, tool) for setup in SETUPS for case in ("file", "tree") for tool in MOVE_TOOLS}
+    assert {(r["setup"], r["case"], r["tool"]) for r in rows} == wanted
+    for row in rows:
+        assert row["median_s"] > 0
+        assert len(row["times"]) == data["meta"]["rounds"]  # type: ignore[index]
+        # mv is a program; the Python tools' call is timed inside their process too.
+        assert (row["call_median_s"] is None) == (row["tool"] == "mv")
+        assert f"| {row['setup']} | {row['case']} | {row['tool']} |" in table

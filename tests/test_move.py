@@ -326,27 +326,37 @@ def test_what_changes_during_the_move_stays_in_the_source(subvolumes: tuple[Path
     first, second = subvolumes
     top = _tree(first)
     write_file(top / "a" / "later", 10)
-    touched: list[str] = []
+    copied: list[str] = []
 
     def copier(s: str, d: str) -> object:
         result = cowpath.copy2(s, d)
-        if not touched:
-            # While the tree is being copied: one file grows, one appears.
-            with open(top / "a" / "later", "ab") as f:
+        if not copied:
+            # While the tree is being copied: the file just copied grows, a
+            # file appears in a directory already listed, and a file not yet
+            # copied grows (its copy then holds the change: it may go).
+            with open(s, "ab") as f:
                 f.write(b"more")
-            write_file(top / "a" / "b" / "new", 5)
-            touched.append(s)
+            write_file(top / "new", 5)
+            grown = top / "a" / "later" if s != str(top / "a" / "later") else top / "big"
+            with open(grown, "ab") as f:
+                f.write(b"late")
+        copied.append(s)
         return result
 
     with pytest.raises(shutil.Error) as caught:
         cowpath.move(top, second / "moved", copy_function=copier)
+    first_copied = os.path.relpath(copied[0], top)
     kept = sorted(os.path.relpath(src, top) for src, _, _ in caught.value.args[0])
-    assert kept == ["a/b/new", "a/later"]
+    assert kept == sorted([first_copied, "new"])
     # The destination is complete as copied; the source holds only what was kept.
     assert (second / "moved" / "big").exists()
     remaining = sorted(str(p.relative_to(top)) for p in top.rglob("*") if not p.is_dir())
     assert remaining == kept
-    assert (top / "a" / "later").read_bytes().endswith(b"more")
+    assert (top / first_copied).read_bytes().endswith(b"more")
+    assert not (second / "moved" / first_copied).read_bytes().endswith(b"more")
+    # Changed before its copy: moved with the change.
+    grown = "a/later" if first_copied != "a/later" else "big"
+    assert (second / "moved" / grown).read_bytes().endswith(b"late")
 
 
 def test_a_file_changed_during_its_copy_is_kept(subvolumes: tuple[Path, Path]) -> None:
