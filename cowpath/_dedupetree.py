@@ -365,7 +365,10 @@ def _place(item: Found) -> tuple[int, int]:
     return item.st.st_dev, item.st.st_ino
 
 
-_WILLNEED: Final = getattr(os, "POSIX_FADV_WILLNEED", None)
+# Each a function or None, by capability: macOS has neither fadvise nor its
+# constant, Windows has no readv.
+_FADVISE: Final[Callable[[int, int, int, int], None] | None] = getattr(os, "posix_fadvise", None)
+_WILLNEED: Final[int] = getattr(os, "POSIX_FADV_WILLNEED", 0)
 _READV: Final[Callable[[int, list[memoryview]], int] | None] = getattr(os, "readv", None)
 
 
@@ -376,9 +379,9 @@ def _read_ahead(fd: int, size: int) -> None:
     and waits for each; pages already read (or on their way) it finds in
     the cache.
     """
-    if _WILLNEED is not None:
+    if _FADVISE is not None:
         with contextlib.suppress(OSError):
-            os.posix_fadvise(fd, 0, size, _WILLNEED)
+            _FADVISE(fd, 0, size, _WILLNEED)
 
 
 def _windows(parts: list[list[Found]]) -> list[list[list[Found]]]:
