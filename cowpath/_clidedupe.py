@@ -78,6 +78,8 @@ def _syncfs() -> Callable[[int], int] | None:
 
 def _sync_filesystem(path: str) -> None:
     """Commit the filesystem holding ``path`` (``syncfs``), or every filesystem where that is missing."""
+    if sys.platform == "win32":
+        return  # no sync there, and no free space measured (see _free_bytes)
     syncfs = _syncfs()
     if syncfs is None:
         os.sync()
