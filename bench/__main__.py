@@ -1,4 +1,8 @@
-"""``python -m bench``: see :mod:`bench.run`; ``python -m bench dedupe``: see :mod:`bench.dedupe`."""
+"""``python -m bench``: see :mod:`bench.run`.
+
+``python -m bench dedupe`` runs the dedupe case alone (as ``python -m bench
+--cases dedupe``, with its own options): see :mod:`bench.dedupe`.
+"""
 
 from __future__ import annotations
 
