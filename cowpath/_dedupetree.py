@@ -1,13 +1,17 @@
 """Finding identical files in trees and sharing their storage: what ``cowpath dedupe`` does.
 
-The work is arranged to read as little as possible. Files are grouped by
-filesystem and size (a stat each, no data read); a group is split by a
-cheap partial check, three blocks of each file (:func:`~cowpath._dedupe.sample`);
-then the kernel's own comparison in ``FIDEDUPERANGE`` is the full check:
-it reads both files once, under lock, and shares only what is equal. A
-destination it finds different starts a group of its own. No file's data is
-hashed, and no byte is read twice from disk. ``dry_run`` compares the
-files itself instead (the kernel call would change the storage).
+The work is arranged to read as little as possible, in disk order. Files
+are grouped by filesystem and size (a stat each, no data read); a group is
+split by a cheap partial check, three blocks of each file
+(:func:`~cowpath._dedupe.sample`), read for all files in disk order; then
+the kernel's own comparison in ``FIDEDUPERANGE`` is the full check: it
+compares both files under lock and shares only what is equal. A
+destination it finds different starts a group of its own. The kernel
+reads a missing page on its own and waits for it, so a reader thread
+reads the files into the page cache first, in disk order, one window of
+:data:`WINDOW` bytes ahead of the comparisons. No file's data is hashed,
+and no byte is read twice from disk. ``dry_run`` compares the files itself
+instead (the kernel call would change the storage).
 
 Symlinks are never followed; hard links of one inode count once; files
 that already share all their blocks with the group's first file are left
