@@ -1,5 +1,9 @@
-"""``python -m bench``: see :mod:`bench.run`; ``python -m bench dedupe``: see :mod:`bench.dedupe`;
-``python -m bench --move``: see :mod:`bench.move`."""
+"""``python -m bench``: see :mod:`bench.run`.
+
+``python -m bench dedupe`` runs the dedupe case alone (as ``python -m bench
+--cases dedupe``, with its own options): see :mod:`bench.dedupe`.
+``python -m bench --move`` runs the move case: see :mod:`bench.move`.
+"""
 
 from __future__ import annotations
 

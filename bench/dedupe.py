@@ -1,10 +1,14 @@
-"""``python -m bench dedupe``: ``cowpath dedupe -r`` against ``jdupes -B -r`` and ``duperemove -dr``.
+"""The dedupe case: ``cowpath dedupe -r`` against ``jdupes -B -r`` and ``duperemove -dr``.
 
-Each tool gets a fresh loop filesystem holding the same seeded tree (about
-3,000 files and 1.5 GiB, 60% of the data duplicated, plus near-duplicates
-that differ in one byte); the page cache is dropped before each run. The
-figures are the space each tool reclaimed (free space before and after,
-synced) and its wall-clock time. Results go to
+Run as ``python -m bench --cases dedupe`` (with the other cases, by
+default) or ``python -m bench dedupe``. Each run gets a fresh loop
+filesystem holding the same seeded tree (about 3,000 files and 1.5 GiB,
+60% of the data duplicated, plus near-duplicates that differ in one
+byte); the page cache is dropped before each run. Each round runs every
+tool once, in an order rotated from round to round, so that slow drifts
+of a shared machine spread over all tools. The figures are the space each
+tool reclaimed (free space before and after, synced) and its wall-clock
+time, the median of the rounds. Results go to
 ``bench/results/dedupe-latest.json`` and the table in docs/dedupe.md is
 regenerated from them (:func:`write_docs`), never typed by hand.
 """
@@ -16,19 +20,22 @@ import json
 import os
 import random
 import shutil
+import statistics
 import subprocess
 import sys
 import time
 from pathlib import Path
 from typing import Any, Final
 
-from bench.loopfs import FILESYSTEMS, LoopFsError, loop_filesystem, scratch_dir, used_bytes
+from bench.loopfs import LoopFsError, loop_filesystem, scratch_dir, used_bytes
 
 ROOT: Final = Path(__file__).resolve().parent.parent
 RESULTS: Final = ROOT / "bench" / "results"
 DOC: Final = ROOT / "docs" / "dedupe.md"
 BEGIN, END = "<!-- dedupe-bench:begin -->", "<!-- dedupe-bench:end -->"
 MIB: Final = 1024 * 1024
+#: The filesystems that can dedupe (ext4 cannot).
+DEDUPE_FILESYSTEMS: Final = ("xfs", "btrfs")
 
 TOOLS: Final[dict[str, list[str]]] = {
     "cowpath dedupe -r": [sys.executable, "-m", "cowpath", "dedupe", "-r", "--no-progress"],
@@ -69,7 +76,7 @@ def _drop_caches() -> None:
         f.write("3\n")
 
 
-def run_one(kind: str, tool: str, files: int, total: int) -> dict[str, Any]:
+def run_one(kind: str, tool: str, files: int, total: int, round_: int = 0) -> dict[str, Any]:
     with scratch_dir() as scratch, loop_filesystem(kind, scratch, max(4 * total, 1024 * MIB)) as point:
         tree = Path(point) / "tree"
         facts = make_tree(tree, files, total)
@@ -87,6 +94,7 @@ def run_one(kind: str, tool: str, files: int, total: int) -> dict[str, Any]:
     return {
         "filesystem": kind,
         "tool": tool,
+        "round": round_,
         "seconds": round(seconds, 3),
         "reclaimed_bytes": reclaimed,
         "exit": done.returncode,
@@ -94,26 +102,52 @@ def run_one(kind: str, tool: str, files: int, total: int) -> dict[str, Any]:
     }
 
 
+def summarise(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """One row per filesystem and tool: the median time and the median space reclaimed of its rounds."""
+    rows = []
+    for kind in dict.fromkeys(r["filesystem"] for r in runs):
+        for tool in TOOLS:
+            mine = [r for r in runs if r["filesystem"] == kind and r["tool"] == tool]
+            if not mine:
+                continue
+            rows.append(
+                {
+                    "filesystem": kind,
+                    "tool": tool,
+                    "rounds": len(mine),
+                    "times": [r["seconds"] for r in mine],
+                    "seconds": statistics.median(r["seconds"] for r in mine),
+                    "reclaimed_bytes": int(statistics.median(r["reclaimed_bytes"] for r in mine)),
+                    "exit": max(r["exit"] for r in mine),
+                    **{key: mine[0][key] for key in ("files", "bytes", "duplicate_bytes")},
+                }
+            )
+    return rows
+
+
 def write_docs(results: dict[str, Any]) -> None:
     """Regenerate the measured table in docs/dedupe.md from ``results``."""
     rows = [
-        "| filesystem | tool | time (s) | reclaimed (MiB) | of jdupes -B |",
-        "|---|---|---:|---:|---:|",
+        "| filesystem | tool | time (s), median | each round (s) | reclaimed (MiB) | of jdupes -B |",
+        "|---|---|---:|---:|---:|---:|",
     ]
-    jdupes = {r["filesystem"]: r["reclaimed_bytes"] for r in results["runs"] if r["tool"] == "jdupes -B -r"}
-    for r in results["runs"]:
+    table = results["rows"]
+    jdupes = {r["filesystem"]: r["reclaimed_bytes"] for r in table if r["tool"] == "jdupes -B -r"}
+    for r in table:
         base = jdupes.get(r["filesystem"]) or 0
         share = f"{100 * r['reclaimed_bytes'] / base:.1f}%" if base else "-"
+        each = ", ".join(f"{t:.2f}" for t in r["times"])
         rows.append(
-            f"| {r['filesystem']} | `{r['tool']}` | {r['seconds']:.2f} | "
+            f"| {r['filesystem']} | `{r['tool']}` | {r['seconds']:.2f} | {each} | "
             f"{r['reclaimed_bytes'] / MIB:.1f} | {share} |"
         )
-    first = results["runs"][0] if results["runs"] else {"files": 0, "bytes": 0, "duplicate_bytes": 0}
+    first = table[0] if table else {"files": 0, "bytes": 0, "duplicate_bytes": 0}
     lines = [
         BEGIN,
         f"A seeded tree of {first['files']:,} files, {first['bytes'] / MIB:,.0f} MiB, of which "
         f"{first['duplicate_bytes'] / MIB:,.0f} MiB are duplicates; page cache dropped before each "
-        f"run; {results['when']} on Linux {results['kernel']}.",
+        f"run; {results['rounds']} rounds, tools in rotated order; {results['when']} on Linux "
+        f"{results['kernel']}, {results['cpus']} CPUs.",
         "",
         *rows,
         END,
@@ -124,36 +158,83 @@ def write_docs(results: dict[str, Any]) -> None:
     DOC.write_text(head + "\n".join(lines) + tail)
 
 
+def measure(
+    filesystems: list[str],
+    *,
+    quick: bool,
+    rounds: int | None = None,
+    files: int | None = None,
+    mib: int | None = None,
+    results_dir: str | Path = RESULTS,
+    docs: bool = True,
+) -> int:
+    """Run every tool on every filesystem for ``rounds`` rounds; write the results (and the docs table)."""
+    files = files or (200 if quick else 3000)
+    total = (mib or (32 if quick else 1536)) * MIB
+    rounds = rounds or (1 if quick else 3)
+    tools = [tool for tool, command in TOOLS.items() if shutil.which(command[0]) is not None]
+    for tool in TOOLS:
+        if tool not in tools:
+            print(f"dedupe: {tool} unavailable (apt-get install {TOOLS[tool][0]})", file=sys.stderr)
+    runs = []
+    for r in range(rounds):
+        order = tools[r % len(tools) :] + tools[: r % len(tools)]
+        for kind in filesystems:
+            for tool in order:
+                try:
+                    run = run_one(kind, tool, files, total, r)
+                except LoopFsError as exc:
+                    print(f"bench: {exc}", file=sys.stderr)
+                    return 1
+                runs.append(run)
+                print(
+                    f"[{kind}] dedupe {tool:20} round {r + 1}/{rounds}: {run['seconds']:7.2f} s  "
+                    f"{run['reclaimed_bytes'] / MIB:9.1f} MiB reclaimed",
+                    file=sys.stderr,
+                    flush=True,
+                )
+    results = {
+        "when": time.strftime("%Y-%m-%d"),
+        "kernel": os.uname().release,
+        "cpus": os.cpu_count(),
+        "quick": quick,
+        "rounds": rounds,
+        "rows": summarise(runs),
+        "runs": runs,
+    }
+    out = Path(results_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    name = "dedupe-quick.json" if quick else "dedupe-latest.json"
+    (out / name).write_text(json.dumps(results, indent=2) + "\n")
+    if docs and not quick:
+        write_docs(results)
+    return 1 if any(r["exit"] not in (0, 1) for r in runs) else 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench dedupe", description=__doc__)
-    parser.add_argument("--quick", action="store_true", help="a small tree (smoke run); docs untouched")
     parser.add_argument(
-        "--filesystems", default="xfs,btrfs", help=f"comma-separated: {','.join(FILESYSTEMS)}"
+        "--quick", action="store_true", help="a small tree, one round (smoke run); docs untouched"
     )
+    parser.add_argument(
+        "--filesystems", default=",".join(DEDUPE_FILESYSTEMS), help="comma-separated: xfs,btrfs"
+    )
+    parser.add_argument("--rounds", type=int, help="rounds per tool (default 3, or 1 with --quick)")
     parser.add_argument("--files", type=int, help="files in the tree (default 3000)")
     parser.add_argument("--mib", type=int, help="MiB in the tree (default 1536)")
     parser.add_argument("--results-dir", default=str(RESULTS))
+    parser.add_argument(
+        "--from-json", metavar="FILE", help="measure nothing: regenerate the docs table from FILE"
+    )
     args = parser.parse_args(argv)
-    files = args.files or (200 if args.quick else 3000)
-    total = (args.mib or (32 if args.quick else 1536)) * MIB
-    runs = []
-    for kind in args.filesystems.split(","):
-        for tool, command in TOOLS.items():
-            if shutil.which(command[0]) is None:
-                print(f"{kind:6} {tool:20} unavailable (apt-get install {command[0]})")
-                continue
-            try:
-                run = run_one(kind, tool, files, total)
-            except LoopFsError as exc:
-                print(f"bench: {exc}", file=sys.stderr)
-                return 1
-            runs.append(run)
-            print(f"{kind:6} {tool:20} {run['seconds']:7.2f} s  {run['reclaimed_bytes'] / MIB:9.1f} MiB")
-    results = {"when": time.strftime("%Y-%m-%d"), "kernel": os.uname().release, "runs": runs}
-    out = Path(args.results_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    name = "dedupe-quick.json" if args.quick else "dedupe-latest.json"
-    (out / name).write_text(json.dumps(results, indent=2) + "\n")
-    if not args.quick:
-        write_docs(results)
-    return 0
+    if args.from_json:
+        write_docs(json.loads(Path(args.from_json).read_text()))
+        return 0
+    return measure(
+        [kind for kind in args.filesystems.split(",") if kind],
+        quick=args.quick,
+        rounds=args.rounds,
+        files=args.files,
+        mib=args.mib,
+        results_dir=args.results_dir,
+    )

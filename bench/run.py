@@ -27,7 +27,7 @@ import time
 from dataclasses import replace
 from typing import Any, Final
 
-from bench import report
+from bench import dedupe, report
 from bench.loopfs import FILESYSTEMS, LoopFsError, loop_filesystem, scratch_dir, used_bytes
 from bench.tools import CASES, Case, Tool, tools_for
 from bench.workload import FULL, MIB, QUICK, Workload, make_file, make_tree, verify_file, verify_tree
@@ -39,6 +39,8 @@ RESULTS_DIR: Final = os.path.join(ROOT, "bench", "results")
 DOCS_PAGE: Final = os.path.join(ROOT, "docs", "performance.md")
 CHART: Final = os.path.join(ROOT, "docs", "images", "benchmark.png")
 GIB: Final = 1024 * MIB
+#: The copy cases, then the dedupe case (its own tools and results file: bench/dedupe.py).
+ALL_CASES: Final = (*CASES, "dedupe")
 # A single copy that takes longer than this is stuck, not slow.
 TIMEOUT: Final = 1800
 
@@ -319,7 +321,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--quick", action="store_true", help="small tree, 64 MiB file, 2 rounds (a smoke test)"
     )
-    parser.add_argument("--cases", default=",".join(CASES), help="comma-separated: tree,file")
+    parser.add_argument(
+        "--cases",
+        default=",".join(ALL_CASES),
+        help="comma-separated: tree,file,dedupe (dedupe: cowpath dedupe against jdupes -B and duperemove, "
+        "on XFS and btrfs; see bench/dedupe.py)",
+    )
     parser.add_argument(
         "--filesystems", default=",".join(FILESYSTEMS), help="comma-separated: xfs,btrfs,ext4"
     )
@@ -340,8 +347,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     args.cases = [c for c in args.cases.split(",") if c]
     args.filesystems = [f for f in args.filesystems.split(",") if f]
     for case in args.cases:
-        if case not in CASES:
-            parser.error(f"unknown case {case!r} (choose from {', '.join(CASES)})")
+        if case not in ALL_CASES:
+            parser.error(f"unknown case {case!r} (choose from {', '.join(ALL_CASES)})")
     for fs in args.filesystems:
         if fs not in FILESYSTEMS:
             parser.error(f"unknown filesystem {fs!r} (choose from {', '.join(FILESYSTEMS)})")
@@ -420,15 +427,24 @@ def main(argv: list[str] | None = None) -> int:
     rows: list[dict[str, Any]] = []
     failures: list[str] = []
     started = time.perf_counter()
+    copy_cases = [case for case in args.cases if case in CASES]
     with scratch_dir() as scratch:
-        for fs in args.filesystems:
+        for fs in args.filesystems if copy_cases else ():
             try:
                 with loop_filesystem(fs, scratch, _image_size(workload)) as mount:
-                    for case in args.cases:
+                    for case in copy_cases:
                         rows.extend(run_case(case, fs, mount, scratch, workload, rounds, unavailable))
             except LoopFsError as exc:
                 _log(f"[{fs}] skipped: {exc}")
                 failures.append(f"{fs}: {exc}")
+    if "dedupe" in args.cases:
+        kinds = [fs for fs in args.filesystems if fs in dedupe.DEDUPE_FILESYSTEMS]
+        if dedupe.measure(
+            kinds, quick=args.quick, rounds=args.rounds, results_dir=args.results_dir, docs=write_docs
+        ):
+            failures.append("dedupe: a tool failed or a filesystem could not be made")
+        name = "dedupe-quick.json" if args.quick else "dedupe-latest.json"
+        meta["dedupe_results"] = os.path.join(args.results_dir, name)
     meta["seconds"] = round(time.perf_counter() - started, 1)
     meta["failures"] = failures
     data = {"meta": meta, "results": rows}
@@ -442,5 +458,6 @@ def main(argv: list[str] | None = None) -> int:
             json.dump(data, f, indent=1)
             f.write("\n")
     _log(f"results: {os.path.relpath(path, ROOT) if path.startswith(ROOT) else path}")
-    _render(data, write_docs and not failures and bool(rows))
+    if rows:
+        _render(data, write_docs and not failures)
     return 1 if failures else 0

@@ -1,4 +1,4 @@
-"""The benchmark runs end to end: ``python -m bench --quick`` on one loop-mounted XFS.
+"""The benchmark runs end to end: ``python -m bench --quick`` on one loop-mounted XFS, dedupe case included.
 
 A smoke test, not a benchmark: it checks that every tool has a row in the
 table and that the JSON results are whole, never how fast anything was.
@@ -40,7 +40,8 @@ def quick_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[str, dict[str, 
         check=False,
     )
     assert done.returncode == 0, done.stderr[-3000:]
-    files = sorted(results.glob("*-quick.json"))
+    # The dedupe case writes its own file (dedupe-quick.json), checked below.
+    files = sorted(f for f in results.glob("*-quick.json") if not f.name.startswith("dedupe-"))
     assert [f.name for f in files if f.name.startswith("latest")] == ["latest-quick.json"]
     assert len(files) == 2
     with open(results / "latest-quick.json") as f:
@@ -127,3 +128,21 @@ def test_move_benchmark_has_every_tool_and_setup(quick_move: tuple[str, dict[str
         # mv is a program; the Python tools' call is timed inside their process too.
         assert (row["call_median_s"] is None) == (row["tool"] == "mv")
         assert f"| {row['setup']} | {row['case']} | {row['tool']} |" in table
+
+
+def test_dedupe_case_has_every_tool_and_they_agree(quick_run: tuple[str, dict[str, object]]) -> None:
+    # `python -m bench --quick` runs the dedupe case too, into its own results file.
+    from bench.dedupe import TOOLS as DEDUPE_TOOLS
+
+    _, data = quick_run
+    meta = data["meta"]
+    assert isinstance(meta, dict)
+    results = Path(meta["dedupe_results"])
+    dedupe = json.loads(results.read_text())
+    rows = {row["tool"]: row for row in dedupe["rows"] if row["filesystem"] == "xfs"}
+    assert set(rows) == set(DEDUPE_TOOLS)
+    assert all(row["exit"] == 0 and row["seconds"] > 0 for row in rows.values()), rows
+    jdupes = rows["jdupes -B -r"]["reclaimed_bytes"]
+    assert jdupes > 0
+    # cowpath reclaims what jdupes -B does (duperemove's 128 KiB blocks miss small files).
+    assert rows["cowpath dedupe -r"]["reclaimed_bytes"] >= 0.99 * jdupes

@@ -191,7 +191,7 @@ def test_a_file_changed_during_the_run_is_reported_and_keeps_what_was_written(cl
             with open(cloning_fs / "small-b", "r+b") as f:
                 f.write(bytes(changed))
 
-    summary = dedupe_paths([cloning_fs], progress=meanwhile, workers=1)
+    summary = dedupe_paths([cloning_fs], progress=meanwhile)
     assert summary.failures == [(str(cloning_fs / "small-b"), CHANGED)]
     assert (cloning_fs / "small-b").read_bytes() == bytes(changed)
     assert cowpath.shared_bytes(cloning_fs / "big-a", cloning_fs / "big-b") == 4 * MIB

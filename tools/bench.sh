@@ -7,14 +7,14 @@
 #
 #   sudo bash tools/bench.sh                      # the full run (several minutes)
 #   sudo bash tools/bench.sh --quick              # a smoke run
-#   sudo bash tools/bench.sh dedupe               # cowpath dedupe vs jdupes -B and duperemove
+#   sudo bash tools/bench.sh --cases dedupe       # cowpath dedupe vs jdupes -B and duperemove
 #   sudo bash tools/bench.sh --cases tree --filesystems xfs --rounds 9
 #   PYTHON=python3.13 sudo -E bash tools/bench.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 . tools/system_packages.sh
-# `python -m bench dedupe` compares cowpath dedupe with jdupes -B and duperemove.
+# The dedupe case (`python -m bench --cases dedupe`) compares cowpath dedupe with jdupes -B and duperemove.
 if [ "$(id -u)" = 0 ] && { ! command -v jdupes >/dev/null || ! command -v duperemove >/dev/null; }; then
     export DEBIAN_FRONTEND=noninteractive
     apt-get install -y -qq jdupes duperemove >/dev/null \
