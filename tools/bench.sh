@@ -14,12 +14,6 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 . tools/system_packages.sh
-# The dedupe case (`python -m bench --cases dedupe`) compares cowpath dedupe with jdupes -B and duperemove.
-if [ "$(id -u)" = 0 ] && { ! command -v jdupes >/dev/null || ! command -v duperemove >/dev/null; }; then
-    export DEBIAN_FRONTEND=noninteractive
-    apt-get install -y -qq jdupes duperemove >/dev/null \
-        || { apt-get update -qq && apt-get install -y -qq jdupes duperemove >/dev/null; }
-fi
 
 py=${PYTHON:-python3}
 venv=.venv-bench

@@ -11,3 +11,11 @@ if [ "$(id -u)" = 0 ] && ! command -v npm >/dev/null; then
     apt-get install -y -qq nodejs npm >/dev/null \
         || { apt-get update -qq && apt-get install -y -qq nodejs npm >/dev/null; }
 fi
+# The dedupe case of the benchmark (`python -m bench --cases dedupe`, also
+# run quick by tests/test_bench_smoke.py) compares cowpath dedupe with
+# jdupes -B and duperemove.
+if [ "$(id -u)" = 0 ] && { ! command -v jdupes >/dev/null || ! command -v duperemove >/dev/null; }; then
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get install -y -qq jdupes duperemove >/dev/null \
+        || { apt-get update -qq && apt-get install -y -qq jdupes duperemove >/dev/null; }
+fi
