@@ -12,14 +12,11 @@ import contextlib
 import os
 import threading
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Final
+from typing import Final, Generic, Protocol, TypeVar
 
 from ._dedupe import open_quietly
 
-if TYPE_CHECKING:
-    from ._dedupetree import Found
-
-__all__ = ["WINDOW", "Prefetch", "place", "read_ahead", "window_bytes", "windows_of"]
+__all__ = ["WINDOW", "File", "Prefetch", "place", "read_ahead", "window_bytes", "windows_of"]
 
 #: Bytes of files read ahead at once: the window being compared is in the
 #: page cache while the next is being read, in disk order.
@@ -27,7 +24,20 @@ WINDOW: Final = 256 * 1024 * 1024
 _READ: Final = 1024 * 1024
 
 
-def place(item: Found) -> tuple[int, int]:
+class File(Protocol):
+    """A file found by the walk (``_dedupetree.Found``): its name and its ``lstat``."""
+
+    @property
+    def path(self) -> str | bytes: ...
+
+    @property
+    def st(self) -> os.stat_result: ...
+
+
+Found = TypeVar("Found", bound=File)
+
+
+def place(item: File) -> tuple[int, int]:
     """Where a file roughly lies on its disk: XFS and btrfs number inodes in allocation order."""
     return item.st.st_dev, item.st.st_ino
 
@@ -70,7 +80,7 @@ def windows_of(parts: list[list[Found]]) -> list[list[list[Found]]]:
     return windows
 
 
-class Prefetch:
+class Prefetch(Generic[Found]):
     """Reads the windows into the page cache in disk order, one window ahead of the comparisons.
 
     The files are read, not merely advised (``POSIX_FADV_WILLNEED``): the
@@ -122,7 +132,7 @@ class Prefetch:
         self.thread.join()
 
 
-def _read_into_cache(item: Found, buffer: bytearray) -> None:
+def _read_into_cache(item: File, buffer: bytearray) -> None:
     """Read the whole file, for the page cache only; failures are the comparison's to report."""
     if _READV is None:
         return  # Windows, which has no dedupe call either
