@@ -9,7 +9,7 @@ compares both files under lock and shares only what is equal. A
 destination it finds different starts a group of its own. The kernel
 reads a missing page on its own and waits for it, so a reader thread
 reads the files into the page cache first, in disk order, one window of
-:data:`WINDOW` bytes ahead of the comparisons. No file's data is hashed,
+:data:`~cowpath._deduperead.WINDOW` bytes ahead of the comparisons. No file's data is hashed,
 and no byte is read twice from disk. ``dry_run`` compares the files itself
 instead (the kernel call would change the storage).
 
@@ -33,6 +33,7 @@ from typing import Any, Final, Union
 
 from ._backend import Backend
 from ._dedupe import MAX_DESTINATIONS, open_quietly, read_at, sample, share
+from ._deduperead import Prefetch, place, read_ahead, windows_of
 from ._errors import CannotClone
 from ._extents import physical_overlap, within
 from ._pool import TreeProgress
@@ -41,9 +42,6 @@ from ._select import backend
 __all__ = ["Found", "Group", "Summary", "dedupe_paths", "walk"]
 
 Name = Union[str, bytes]  # noqa: UP007 - a runtime alias, and Python 3.10 has no `type` statement
-#: Bytes of files read ahead at once: the window being compared is in the
-#: page cache while the next is being read, in disk order.
-WINDOW: Final = 256 * 1024 * 1024
 _READ: Final = 1024 * 1024
 
 
@@ -197,7 +195,7 @@ class _Run:
         disk's own read-ahead useful; group by group they are seeks.
         """
         samples: dict[int, bytes] = {}
-        for item in sorted((item for group in groups for item in group), key=_place):
+        for item in sorted((item for group in groups for item in group), key=place):
             try:
                 with contextlib.closing(_Open(item)) as opened:
                     samples[id(item)] = sample(opened.fd, item.st.st_size)
@@ -308,7 +306,7 @@ class _Run:
         size = source.item.st.st_size
         if not prefetched:
             for item in (source, *todo):
-                _read_ahead(item.fd, size)
+                read_ahead(item.fd, size)
         try:
             outcomes = share(self.chosen, source.fd, size, [item.fd for item in todo])
         except CannotClone as signal:
@@ -364,124 +362,6 @@ def _equal(a: int, b: int, size: int) -> bool:
     return True
 
 
-def _place(item: Found) -> tuple[int, int]:
-    """Where a file roughly lies on its disk: XFS and btrfs number inodes in allocation order."""
-    return item.st.st_dev, item.st.st_ino
-
-
-# Each a function or None, by capability: macOS has neither fadvise nor its
-# constant, Windows has no readv.
-_FADVISE: Final[Callable[[int, int, int, int], None] | None] = getattr(os, "posix_fadvise", None)
-_WILLNEED: Final[int] = getattr(os, "POSIX_FADV_WILLNEED", 0)
-_READV: Final[Callable[[int, list[memoryview]], int] | None] = getattr(os, "readv", None)
-
-
-def _read_ahead(fd: int, size: int) -> None:
-    """Start reading the file into the page cache, without waiting.
-
-    The kernel's comparison in ``FIDEDUPERANGE`` reads one page at a time
-    and waits for each; pages already read (or on their way) it finds in
-    the cache.
-    """
-    if _FADVISE is not None:
-        with contextlib.suppress(OSError):
-            _FADVISE(fd, 0, size, _WILLNEED)
-
-
-def _windows(parts: list[list[Found]]) -> list[list[list[Found]]]:
-    """The parts in the order the disk can serve them, cut into windows of about :data:`WINDOW` bytes.
-
-    A part can be compared once all its members are read: the parts go in
-    the order of their last member on disk.
-    """
-    parts = sorted(parts, key=lambda part: max(_place(item) for item in part))
-    windows: list[list[list[Found]]] = []
-    held = WINDOW
-    for part in parts:
-        size = part[0].st.st_size * len(part)
-        if held + size > WINDOW:
-            windows.append([])
-            held = 0
-        windows[-1].append(part)
-        held += size
-    return windows
-
-
-class _Prefetch:
-    """Reads the windows into the page cache in disk order, one window ahead of the comparisons.
-
-    The files are read, not merely advised (``POSIX_FADV_WILLNEED``): the
-    kernel may drop advised read-ahead when the device is busy, and a page
-    that is missing when the comparison reaches it is read alone, 4 KiB
-    at a time, while the comparison waits (measured: 2-3 times slower over
-    the benchmark tree).
-    """
-
-    def __init__(self, windows: list[list[list[Found]]], wanted: Callable[[Found], bool]) -> None:
-        self.windows = windows
-        self.wanted = wanted
-        self.ready = [threading.Event() for _ in windows]
-        self.room = threading.Semaphore(2)  # the window being compared and the next
-        self.stopped = False
-        self.thread = threading.Thread(target=self._run, name="cowpath-dedupe-read", daemon=True)
-        self.thread.start()
-
-    def _run(self) -> None:
-        buffer = bytearray(_READ)
-        try:
-            for window, ready in zip(self.windows, self.ready, strict=True):
-                self.room.acquire()
-                if self.stopped:
-                    return
-                if _bytes(window) <= WINDOW:
-                    for item in sorted((item for part in window for item in part), key=_place):
-                        if self.stopped:
-                            return
-                        if self.wanted(item):
-                            _read_into_cache(item, buffer)
-                ready.set()
-        finally:
-            for ready in self.ready:
-                ready.set()
-
-    def wait(self, index: int) -> bool:
-        """Wait until window ``index`` is in the cache; False if it was too large to be read ahead."""
-        self.ready[index].wait()
-        return _bytes(self.windows[index]) <= WINDOW
-
-    def next(self) -> None:
-        """One window compared: the reader may start on another."""
-        self.room.release()
-
-    def stop(self) -> None:
-        self.stopped = True
-        self.room.release()
-        self.thread.join()
-
-
-def _read_into_cache(item: Found, buffer: bytearray) -> None:
-    """Read the whole file, for the page cache only; failures are the comparison's to report."""
-    if _READV is None:
-        return  # Windows, which has no dedupe call either
-    try:
-        fd = open_quietly(item.path, follow=False)
-    except OSError:
-        return
-    try:
-        _read_ahead(fd, item.st.st_size)
-        view = memoryview(buffer)
-        while _READV(fd, [view]) == len(view):
-            pass
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
-
-
-def _bytes(window: list[list[Found]]) -> int:
-    return sum(part[0].st.st_size * len(part) for part in window)
-
-
 def dedupe_paths(
     paths: Iterable[Name],
     *,
@@ -505,11 +385,11 @@ def dedupe_paths(
 
     chosen = backend()
     run = _Run(chosen, summary, dry_run, advance)
-    windows = _windows(run.split(groups))
+    windows = windows_of(run.split(groups))
     # Where the OS has no dedupe call, or a filesystem has refused it, the
     # files are not read ahead: nothing will compare them.
     can_dedupe = dry_run or type(chosen).dedupe is not Backend.dedupe
-    reader = _Prefetch(windows, lambda item: can_dedupe and item.st.st_dev not in run.refused)
+    reader = Prefetch(windows, lambda item: can_dedupe and item.st.st_dev not in run.refused)
     try:
         for index, window in enumerate(windows):
             cached = reader.wait(index)
