@@ -8,13 +8,15 @@ from pathlib import Path
 
 import pytest
 
+import cowpath
 from cowpath._backend import Backend
 from cowpath._linux import LinuxBackend
 from cowpath._macos import MacBackend
 from cowpath._portable import PortableBackend
 from cowpath._windows import WindowsBackend
 
-PACKAGE = Path(__file__).resolve().parent.parent / "cowpath"
+# The package under test, wherever it is (a checkout, or the installed wheel).
+PACKAGE = Path(cowpath.__file__).resolve().parent
 MODULES = sorted(PACKAGE.glob("*.py"))
 BACKENDS = [LinuxBackend, MacBackend, WindowsBackend, PortableBackend]
 BACKEND_MODULES = ["_linux", "_macos", "_libsystem", "_windows", "_winclone", "_win32", "_portable"]
