@@ -197,6 +197,7 @@ def run_both(
     mtimes: bool = False,
     user: int | None = None,
     timeout: float | None = None,
+    compared: Sequence[int] | None = None,
 ) -> Outcome:
     """Run ``call`` with shutil and with cowpath on two equal fresh areas; compare.
 
@@ -208,6 +209,8 @@ def run_both(
     then runs as that user) or ``timeout`` is given, so that a copy that
     would hang, or one that needs another user's permissions, cannot
     disturb the test run.
+
+    ``compared`` limits the state comparison to the areas of those bases.
 
     Asserted: the two outcomes are the same, every area holds the same
     (:func:`tree_state`, with ``mtimes`` if asked) and cowpath left none of
@@ -228,7 +231,8 @@ def run_both(
                 outcome, lambda m=module, a=areas: call(m, *a), *areas, user=user, timeout=timeout or 60
             )
         unique = list(dict.fromkeys(areas))
-        states[who] = [tree_state(area, mtimes=mtimes, roots=areas) for area in unique]
+        kept = unique if compared is None else [areas[i] for i in compared]
+        states[who] = [tree_state(area, mtimes=mtimes, roots=areas) for area in kept]
         if module is cowpath:
             for area in unique:
                 assert leftovers(area) == []

@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import shutil
 import stat
+import sys
 from pathlib import Path
 
 import pytest
@@ -294,7 +295,18 @@ def test_a_source_that_cannot_be_removed_keeps_both_as_shutil(small: SmallFilesy
                 results.append((type(exc), exc.errno))
         return results
 
-    run_both([point / "sub1", point / "sub2"], setup, call, user=NOBODY)
+    # Which entries a failed removal leaves in the source is rmtree's order:
+    # Python 3.13 rewrote rmtree and stops elsewhere than 3.10-3.12, which
+    # cowpath matches. There, the destination is compared, and what stays in
+    # the source must be whole (checked below).
+    compared = [1] if sys.version_info >= (3, 13) else None
+    run_both([point / "sub1", point / "sub2"], setup, call, user=NOBODY, compared=compared)
+    if compared is not None:
+        source = point / "sub1" / "cowpath" / "tree"
+        for path in source.rglob("*"):
+            if path.is_file() and not path.is_symlink():
+                moved = point / "sub2" / "cowpath" / "tree" / path.relative_to(source)
+                assert path.read_bytes() == moved.read_bytes(), path
 
 
 def test_a_non_root_user_moves_between_subvolumes(small: SmallFilesystems) -> None:
