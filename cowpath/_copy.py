@@ -23,7 +23,7 @@ from ._tree import TreeOptions, TreeProgress, copy_tree
 if TYPE_CHECKING:
     from ._report import CopyReport
 
-__all__ = ["copy", "copy2", "copyfile", "copytree", "reflink"]
+__all__ = ["copy", "copy2", "copyfile", "copytree", "metadata_of", "reflink"]
 
 _P = TypeVar("_P", bound=StrOrBytesPath)
 
@@ -244,16 +244,11 @@ def copytree(
         Called with a :class:`~cowpath.TreeProgress` after each file, from
         whichever thread copied it (calls never overlap).
     """
-    metadata: Metadata | None = None  # a custom copy_function, called as shutil calls it
-    if copy_function is copy2:
-        metadata = Metadata.STAT
-    elif copy_function is copy:
-        metadata = Metadata.MODE
     options = TreeOptions(
         symlinks=symlinks,
         ignore=ignore,
         copy_function=copy_function,
-        metadata=metadata,
+        metadata=metadata_of(copy_function),
         ignore_dangling_symlinks=ignore_dangling_symlinks,
         dirs_exist_ok=dirs_exist_ok,
         mode=resolve_mode(reflink),
@@ -274,3 +269,16 @@ def reflink(src: StrOrBytesPath, dst: _P, *, report: CopyReport | None = None) -
     refused an existing ``dst`` is left exactly as it was. Returns ``dst``.
     """
     return copyfile(src, dst, reflink="always", report=report)
+
+
+def metadata_of(copy_function: Callable[..., object]) -> Metadata | None:
+    """The metadata a tree's copy function gives: cowpath's copy2 or copy, else None.
+
+    None is a custom copy_function, called as shutil calls it, in order, in
+    the calling thread.
+    """
+    if copy_function is copy2:
+        return Metadata.STAT
+    if copy_function is copy:
+        return Metadata.MODE
+    return None

@@ -28,7 +28,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Final, Union
 
 from ._common import Metadata, ReflinkMode, StrOrBytesPath, resolve_mode
-from ._copy import _copyfile, copy, copy2, copyfile
+from ._copy import _copyfile, copy, copy2, copyfile, metadata_of
 from ._moveclean import Record, changed_error, identity, remove_copied
 from ._stale import clean_quietly, make_locked
 from ._tree import TreeOptions, TreeProgress, copy_tree
@@ -271,12 +271,8 @@ def _copytree(
     # copytree(src, dst, copy_function=..., symlinks=True), with cowpath's
     # copy functions given ``reflink``, ``report`` and ``progress``, telling
     # ``record`` of each entry copied.
-    ours = copy_function is copy2 or copy_function is copy
-    metadata: Metadata | None = None
-    if copy_function is copy2:
-        metadata = Metadata.STAT
-    elif copy_function is copy:
-        metadata = Metadata.MODE
+    metadata = metadata_of(copy_function)
+    ours = metadata is not None
     options = TreeOptions(
         symlinks=True,
         ignore=None,
