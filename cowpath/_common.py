@@ -22,6 +22,7 @@ __all__ = [
     "copy_by_reading",
     "remove_quietly",
     "resolve_mode",
+    "token",
 ]
 
 StrOrBytesPath = Union[str, bytes, "os.PathLike[str]", "os.PathLike[bytes]"]
@@ -85,3 +86,8 @@ def remove_quietly(path: StrOrBytesPath) -> None:
     """Unlink ``path`` if it can be; a cleanup step that must never raise."""
     with contextlib.suppress(OSError):
         os.unlink(path)
+
+
+def token() -> str:
+    """16 random hex digits (64 bits from the OS's generator) for a private name."""
+    return os.urandom(8).hex()

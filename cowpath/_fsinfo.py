@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import re
-import subprocess
 import sys
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -83,6 +82,8 @@ _MACOS_LINE = re.compile(r"^(?P<device>.+?) on (?P<point>.+) \((?P<type>[^,)]+)[
 
 
 def _macos_mount(path: str) -> Mount | None:
+    import subprocess  # macOS only: not imported elsewhere
+
     try:
         listed = subprocess.run(["/sbin/mount"], capture_output=True, text=True, check=False, timeout=10)
     except (OSError, subprocess.SubprocessError):

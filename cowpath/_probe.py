@@ -5,11 +5,10 @@ from __future__ import annotations
 import contextlib
 import errno
 import os
-import secrets
 import threading
 
 from ._backend import FileJob
-from ._common import StrOrBytesPath
+from ._common import StrOrBytesPath, token
 from ._engine import transfer
 from ._errors import ReflinkNotSupportedError
 from ._select import backend
@@ -70,7 +69,7 @@ def clear_cache() -> None:
 
 def _probe(first: str, second: str) -> bool | None:
     """True or False from a real clone; None when no file could be made."""
-    name = f".cowpath-probe-{secrets.token_hex(8)}"
+    name = f".cowpath-probe-{token()}"
     src = os.path.join(first, name)
     dst = os.path.join(second, name + "-clone")
     flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0)

@@ -27,11 +27,12 @@ from __future__ import annotations
 import contextlib
 import os
 import re
-import secrets
 import shutil
 import stat
 import sys
 from typing import Any, Final
+
+from ._common import token
 
 if sys.platform == "win32":
     fcntl = None
@@ -76,7 +77,7 @@ def make_locked(parent: Any) -> LockedDirectory:
     Raises the ``OSError`` of ``mkdir`` where it cannot be made.
     """
     while True:
-        name = PREFIX + secrets.token_hex(8)
+        name = PREFIX + token()
         path = _join(parent, name)
         os.mkdir(path, 0o700)
         try:

@@ -78,7 +78,7 @@ def test_planted_symlinks_at_staging_names_are_never_followed(
     every name taken, a new file is written directly, and an atomic copy
     fails rather than write in place."""
     tokens = [f"{i:016x}" for i in range(100)]
-    monkeypatch.setattr(cowpath._staging.secrets, "token_hex", lambda n: tokens.pop(0))
+    monkeypatch.setattr(cowpath._staging, "token", lambda: tokens.pop(0))
     victim = tmp_path / "victim"
     victim.write_bytes(b"victim")
     (tmp_path / "src").write_bytes(b"new data")
