@@ -164,6 +164,7 @@ def _summarise(row: dict[str, Any], runs: list[dict[str, Any]]) -> None:
     row["median_s"] = _median(row["times"])
     row["min_s"] = min(row["times"]) if row["times"] else None
     row["again_s"] = _median([r["again_seconds"] for r in good if "again_seconds" in r])
+    row["again_sync_s"] = _median([r["again_sync_seconds"] for r in good if "again_sync_seconds" in r])
     row["space_bytes"] = _median([r["space_bytes"] for r in good])
     row["sync_s"] = _median([r["sync_seconds"] for r in good])
     row["maxrss_kib"] = _median([r["maxrss_kib"] for r in good if "maxrss_kib" in r])
