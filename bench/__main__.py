@@ -3,6 +3,8 @@
 ``python -m bench dedupe`` runs the dedupe case alone (as ``python -m bench
 --cases dedupe``, with its own options): see :mod:`bench.dedupe`.
 ``python -m bench --move`` runs the move case: see :mod:`bench.move`.
+``python -m bench docs`` regenerates every figure in the docs from
+docs/data/benchmark.json, measuring nothing: see :mod:`bench.docs`.
 """
 
 from __future__ import annotations
@@ -13,6 +15,11 @@ if sys.argv[1:2] == ["dedupe"]:
     from bench.dedupe import main as dedupe_main
 
     raise SystemExit(dedupe_main(sys.argv[2:]))
+
+if sys.argv[1:2] == ["docs"]:
+    from bench.docs import main as docs_main
+
+    raise SystemExit(docs_main(sys.argv[2:]))
 
 if "--move" in sys.argv[1:]:
     from bench.move import main as move_main

@@ -9,8 +9,10 @@ tool once, in an order rotated from round to round, so that slow drifts
 of a shared machine spread over all tools. The figures are the space each
 tool reclaimed (free space before and after, synced) and its wall-clock
 time, the median of the rounds. Results go to
-``bench/results/dedupe-latest.json`` and the table in docs/dedupe.md is
-regenerated from them (:func:`write_docs`), never typed by hand.
+``bench/results/dedupe-latest.json``; with ``--update-docs`` they also
+become the dedupe section of ``docs/data/benchmark.json``, from which the
+table in docs/dedupe.md is generated (:mod:`bench.docs`), never typed by
+hand.
 """
 
 from __future__ import annotations
@@ -125,8 +127,8 @@ def summarise(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return rows
 
 
-def write_docs(results: dict[str, Any]) -> None:
-    """Regenerate the measured table in docs/dedupe.md from ``results``."""
+def section(results: dict[str, Any]) -> str:
+    """The measured table of docs/dedupe.md (between its markers), from ``results``."""
     rows = [
         "| filesystem | tool | time (s), median | each round (s) | reclaimed (MiB) | of jdupes -B |",
         "|---|---|---:|---:|---:|---:|",
@@ -143,19 +145,22 @@ def write_docs(results: dict[str, Any]) -> None:
         )
     first = table[0] if table else {"files": 0, "bytes": 0, "duplicate_bytes": 0}
     lines = [
-        BEGIN,
         f"A seeded tree of {first['files']:,} files, {first['bytes'] / MIB:,.0f} MiB, of which "
         f"{first['duplicate_bytes'] / MIB:,.0f} MiB are duplicates; page cache dropped before each "
         f"run; {results['rounds']} rounds, tools in rotated order; {results['when']} on Linux "
         f"{results['kernel']}, {results['cpus']} CPUs.",
         "",
         *rows,
-        END,
     ]
-    text = DOC.read_text()
-    head, _, rest = text.partition(BEGIN)
-    _, _, tail = rest.partition(END)
-    DOC.write_text(head + "\n".join(lines) + tail)
+    return "\n".join(lines)
+
+
+def write_docs(results: dict[str, Any]) -> None:
+    """Make ``results`` the dedupe section of docs/data/benchmark.json and regenerate the docs from it."""
+    from bench import docs
+
+    docs.save("dedupe", results)
+    docs.render_pages(docs.load())
 
 
 def measure(
@@ -166,7 +171,7 @@ def measure(
     files: int | None = None,
     mib: int | None = None,
     results_dir: str | Path = RESULTS,
-    docs: bool = True,
+    docs: bool = False,
 ) -> int:
     """Run every tool on every filesystem for ``rounds`` rounds; write the results (and the docs table)."""
     files = files or (200 if quick else 3000)
@@ -224,12 +229,26 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--mib", type=int, help="MiB in the tree (default 1536)")
     parser.add_argument("--results-dir", default=str(RESULTS))
     parser.add_argument(
-        "--from-json", metavar="FILE", help="measure nothing: regenerate the docs table from FILE"
+        "--update-docs",
+        action="store_true",
+        help="make this run's results the dedupe section of docs/data/benchmark.json and regenerate "
+        "the docs from it (without it, no tracked file is touched)",
+    )
+    parser.add_argument(
+        "--from-json",
+        metavar="FILE",
+        help="measure nothing: print the docs table of FILE (with --update-docs, write it)",
     )
     args = parser.parse_args(argv)
     if args.from_json:
-        write_docs(json.loads(Path(args.from_json).read_text()))
+        results = json.loads(Path(args.from_json).read_text())
+        if args.update_docs:
+            write_docs(results)
+        else:
+            print(section(results))
         return 0
+    if args.update_docs and args.quick:
+        parser.error("--update-docs needs a full run, not --quick")
     return measure(
         [kind for kind in args.filesystems.split(",") if kind],
         quick=args.quick,
@@ -237,4 +256,5 @@ def main(argv: list[str] | None = None) -> int:
         files=args.files,
         mib=args.mib,
         results_dir=args.results_dir,
+        docs=args.update_docs,
     )

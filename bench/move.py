@@ -21,8 +21,9 @@ figure. After the page cache is dropped, each tool's program is loaded once
 (``mv --version``, ``python -c "import cowpath"``) before the timed run, so
 that every tool starts warm while the source's metadata is cold.
 
-The figures go to ``bench/results/latest-move[-quick].json`` and, for a
-full run, to the "Moving" section of docs/performance.md.
+The figures go to ``bench/results/latest-move[-quick].json``; with
+``--update-docs``, to the move section of ``docs/data/benchmark.json`` and
+from there to the "Moving" section of docs/performance.md (:mod:`bench.docs`).
 """
 
 from __future__ import annotations
@@ -189,10 +190,11 @@ def table(rows: list[dict[str, Any]]) -> str:
     ]
     for row in rows:
         mine = next(
-            r for r in rows if (r["setup"], r["case"], r["tool"]) == (row["setup"], row["case"], "cowpath")
+            (r for r in rows if (r["setup"], r["case"], r["tool"]) == (row["setup"], row["case"], "cowpath")),
+            None,
         )
         program = command = ""
-        if row["tool"] != "cowpath":
+        if row["tool"] != "cowpath" and mine is not None:
             program = f"{_in_program(mine) / _in_program(row):.2f}"
             command = f"{mine['median_s'] / row['median_s']:.2f}"
         lines.append(
@@ -202,27 +204,18 @@ def table(rows: list[dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
-def _update_docs(text: str, meta: dict[str, Any]) -> None:
-    page = os.path.join(ROOT, "docs", "performance.md")
-    with open(page) as f:
-        content = f.read()
-    section = (
-        f"{DOCS_BEGIN}\n\n"
+def section(data: dict[str, Any]) -> str:
+    """The "Moving" block of docs/performance.md: how the run was made, then :func:`table`."""
+    meta = data["meta"]
+    return (
         f"Measured by `{meta['command']}` on {meta['date']} (kernel {meta['kernel']}, "
         f"{meta['rounds']} rounds, medians, page cache dropped before each move). "
         '"In a program" is what a running Python program pays: the `cowpath.move` or '
         '`shutil.move` call, or `mv` run as a command. "As a command" is a fresh process '
         "from start to exit for every tool (for cowpath and shutil a new interpreter that "
         "imports the module and moves), as typed at a shell.\n\n"
-        f"{text}\n\n{DOCS_END}"
+        f"{table(data['results'])}"
     )
-    if DOCS_BEGIN in content:
-        head, rest = content.split(DOCS_BEGIN, 1)
-        content = head + section + rest.split(DOCS_END, 1)[1]
-    else:
-        content = content.rstrip("\n") + "\n\n## Moving\n\n" + section + "\n"
-    with open(page, "w") as f:
-        f.write(content)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -231,8 +224,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rounds", type=int, help="rounds per tool (default 3, or 1 with --quick)")
     parser.add_argument("--setups", default=",".join(SETUPS), help="comma-separated: " + ",".join(SETUPS))
     parser.add_argument("--results-dir", default=RESULTS_DIR)
-    parser.add_argument("--no-docs", action="store_true", help="do not rewrite docs/performance.md")
+    parser.add_argument(
+        "--update-docs",
+        action="store_true",
+        help="make this run the move section of docs/data/benchmark.json and regenerate the docs from it",
+    )
+    # Accepted for old command lines: leaving the docs alone is the default.
+    parser.add_argument("--no-docs", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
+    if args.update_docs and args.quick:
+        parser.error("--update-docs needs a full run, not --quick")
     rounds = args.rounds or (1 if args.quick else 3)
     meta = {
         "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
@@ -252,8 +253,11 @@ def main(argv: list[str] | None = None) -> int:
         f.write("\n")
     text = table(rows)
     print(text)
-    if not (args.quick or args.no_docs):
-        _update_docs(text, meta)
+    if args.update_docs:
+        from bench import docs
+
+        docs.save("move", {"meta": meta, "results": rows})
+        docs.render_pages(docs.load())
     return 0
 
 

@@ -36,8 +36,6 @@ __all__ = ["main"]
 
 ROOT: Final = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 RESULTS_DIR: Final = os.path.join(ROOT, "bench", "results")
-DOCS_PAGE: Final = os.path.join(ROOT, "docs", "performance.md")
-CHART: Final = os.path.join(ROOT, "docs", "images", "benchmark.png")
 GIB: Final = 1024 * MIB
 #: The copy cases, then the dedupe case (its own tools and results file: bench/dedupe.py).
 ALL_CASES: Final = (*CASES, "dedupe")
@@ -337,12 +335,17 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--file-mib", type=int, help="size of the single file in MiB (default 1024)")
     parser.add_argument("--results-dir", default=RESULTS_DIR, help="where the JSON results go")
     parser.add_argument(
-        "--no-docs",
+        "--update-docs",
         action="store_true",
-        help="do not rewrite docs/performance.md and docs/images/benchmark.png (implied by --quick)",
+        help="make this run's results docs/data/benchmark.json's and regenerate every figure in the docs, "
+        "the README and docs/images/benchmark*.png from it (without it, no tracked file is touched)",
     )
+    # Accepted for old command lines: leaving the docs alone is the default.
+    parser.add_argument("--no-docs", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument(
-        "--from-json", metavar="FILE", help="measure nothing: print and render the results in FILE"
+        "--from-json",
+        metavar="FILE",
+        help="measure nothing: print the table of FILE (with --update-docs, make it the docs' results)",
     )
     args = parser.parse_args(argv)
     args.cases = [c for c in args.cases.split(",") if c]
@@ -353,6 +356,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     for fs in args.filesystems:
         if fs not in FILESYSTEMS:
             parser.error(f"unknown filesystem {fs!r} (choose from {', '.join(FILESYSTEMS)})")
+    if args.update_docs and args.quick:
+        parser.error("--update-docs needs a full run, not --quick")
     if args.rounds is not None and args.rounds < 1:
         parser.error("--rounds must be at least 1")
     return args
@@ -372,17 +377,14 @@ def _workload(args: argparse.Namespace) -> Workload:
 
 
 def _render(data: dict[str, Any], write_docs: bool) -> None:
-    table = report.markdown(data)
-    print(table)
+    print(report.markdown(data))
     if write_docs:
-        report.update_docs(DOCS_PAGE, table)
-        _log(f"updated {os.path.relpath(DOCS_PAGE, ROOT)}")
-        try:
-            report.chart(data, CHART)
-        except ImportError:
-            _log("matplotlib is not installed (pip install -e '.[bench]'): no chart drawn")
-        else:
-            _log(f"wrote {os.path.relpath(CHART, ROOT)}")
+        from bench import docs
+
+        docs.save("copy", data)
+        _log(f"updated {os.path.relpath(docs.DATA, ROOT)}")
+        for path in docs.render_pages(docs.load()):
+            _log(f"wrote {os.path.relpath(path, ROOT)}")
 
 
 def _exit_on_sigterm(signum: int, frame: object) -> None:
@@ -393,7 +395,7 @@ def _exit_on_sigterm(signum: int, frame: object) -> None:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     signal.signal(signal.SIGTERM, _exit_on_sigterm)
-    write_docs = not (args.quick or args.no_docs)
+    write_docs = args.update_docs
     if args.from_json:
         with open(args.from_json) as f:
             _render(json.load(f), write_docs)

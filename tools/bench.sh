@@ -2,10 +2,13 @@
 # The benchmark, from a fresh machine: system packages, a virtual environment
 # with the bench extra (matplotlib and the PyPI clone libraries), then
 # `python -m bench`, which mounts its own loop filesystems (root needed),
-# prints the table, writes bench/results/*.json, and regenerates
-# docs/performance.md and docs/images/benchmark.png.
+# prints the table and writes bench/results/*.json (ignored by git): a plain
+# run leaves every tracked file alone. With --update-docs its results become
+# docs/data/benchmark.json, from which every figure in the docs, the README
+# and docs/images/benchmark*.png is regenerated.
 #
 #   sudo bash tools/bench.sh                      # the full run (several minutes)
+#   sudo bash tools/bench.sh --update-docs        # the same, and regenerate the docs' figures
 #   sudo bash tools/bench.sh --quick              # a smoke run
 #   sudo bash tools/bench.sh --cases dedupe       # cowpath dedupe vs jdupes -B and duperemove
 #   sudo bash tools/bench.sh --cases tree --filesystems xfs --rounds 9
