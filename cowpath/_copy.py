@@ -25,7 +25,9 @@ if TYPE_CHECKING:
 
 __all__ = ["copy", "copy2", "copyfile", "copytree", "metadata_of", "reflink"]
 
-_P = TypeVar("_P", bound=StrOrBytesPath)
+#: The type of ``dst``: the copy functions return the destination as they were
+#: given it (``str``, ``bytes`` or a path-like object), as shutil's do.
+PathT = TypeVar("PathT", bound=StrOrBytesPath)
 
 
 def _stat(path: StrOrBytesPath) -> os.stat_result | None:
@@ -59,13 +61,13 @@ def _is_link(path: StrOrBytesPath) -> bool:
 
 def copyfile(
     src: StrOrBytesPath,
-    dst: _P,
+    dst: PathT,
     *,
     follow_symlinks: bool = True,
     reflink: ReflinkMode | None = None,
     report: CopyReport | None = None,
     atomic: bool = False,
-) -> _P:
+) -> PathT:
     """Copy the data of ``src`` to ``dst``, as :func:`shutil.copyfile` does, cloning if possible.
 
     Same signature, return value, exceptions and metadata as
@@ -153,13 +155,13 @@ def _into_directory(src: StrOrBytesPath, dst: StrOrBytesPath) -> Any:
 
 def copy(
     src: StrOrBytesPath,
-    dst: _P,
+    dst: PathT,
     *,
     follow_symlinks: bool = True,
     reflink: ReflinkMode | None = None,
     report: CopyReport | None = None,
     atomic: bool = False,
-) -> _P | str | bytes:
+) -> PathT | str | bytes:
     """Copy data and mode bits, as :func:`shutil.copy` does, cloning if possible.
 
     ``dst`` may be a directory, in which case the file goes inside it with
@@ -176,13 +178,13 @@ def copy(
 
 def copy2(
     src: StrOrBytesPath,
-    dst: _P,
+    dst: PathT,
     *,
     follow_symlinks: bool = True,
     reflink: ReflinkMode | None = None,
     report: CopyReport | None = None,
     atomic: bool = False,
-) -> _P | str | bytes:
+) -> PathT | str | bytes:
     """Copy data and all metadata, as :func:`shutil.copy2` does, cloning if possible.
 
     Like :func:`copy`, with times, mode bits, flags and extended attributes
@@ -204,7 +206,7 @@ def copy2(
 
 def copytree(
     src: StrOrBytesPath,
-    dst: _P,
+    dst: PathT,
     symlinks: bool = False,
     ignore: Callable[[Any, list[str]], Iterable[str]] | None = None,
     copy_function: Callable[[Any, Any], object] = copy2,
@@ -216,7 +218,7 @@ def copytree(
     workers: int | None = None,
     progress: Callable[[TreeProgress], object] | None = None,
     atomic: bool = False,
-) -> _P:
+) -> PathT:
     """Copy a directory tree, as :func:`shutil.copytree` does, cloning every file it can.
 
     Same signature, return value, ``ignore``/``symlinks``/
@@ -257,11 +259,11 @@ def copytree(
         progress=progress,
         atomic=atomic,
     )
-    result: _P = copy_tree(src, dst, options)
+    result: PathT = copy_tree(src, dst, options)
     return result
 
 
-def reflink(src: StrOrBytesPath, dst: _P, *, report: CopyReport | None = None) -> _P:
+def reflink(src: StrOrBytesPath, dst: PathT, *, report: CopyReport | None = None) -> PathT:
     """Clone ``src`` to ``dst`` or raise :class:`~cowpath.ReflinkNotSupportedError`.
 
     The same as ``copyfile(src, dst, reflink="always")``: the data is shared,

@@ -52,8 +52,11 @@ class DedupeReport:
     """
 
     files_deduped: int = 0
+    """Destinations that now share the source's storage."""
     bytes_deduped: int = 0
+    """Bytes of those destinations that now share it."""
     files_differing: int = 0
+    """Destinations left alone because their content or size differs from the source's."""
     _lock: threading.Lock = field(default_factory=threading.Lock, init=False, repr=False, compare=False)
 
     def record(self, nbytes: int) -> None:

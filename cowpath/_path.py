@@ -27,7 +27,8 @@ if sys.platform == "win32":
 else:
     from pathlib import PosixPath as _ConcretePath
 
-_Target = Union[str, "os.PathLike[str]"]
+#: What CowPath's methods take as a target: a str or a str path-like object.
+PathArg = Union[str, "os.PathLike[str]"]
 
 
 def _distinct(source: Path, target: Path) -> None:
@@ -66,14 +67,14 @@ class CowPath(_ConcretePath):
 
     __slots__ = ()
 
-    def _derive(self, target: _Target) -> CowPath:
+    def _derive(self, target: PathArg) -> CowPath:
         if isinstance(target, CowPath):
             return target
         return type(self)(target)
 
     def copy(
         self,
-        target: _Target,
+        target: PathArg,
         *,
         follow_symlinks: bool = True,
         preserve_metadata: bool = False,
@@ -100,7 +101,7 @@ class CowPath(_ConcretePath):
 
     def copy_into(
         self,
-        target_dir: _Target,
+        target_dir: PathArg,
         *,
         follow_symlinks: bool = True,
         preserve_metadata: bool = False,
@@ -124,7 +125,7 @@ class CowPath(_ConcretePath):
         )
 
     def move(
-        self, target: _Target, *, reflink: ReflinkMode | None = None, report: CopyReport | None = None
+        self, target: PathArg, *, reflink: ReflinkMode | None = None, report: CopyReport | None = None
     ) -> CowPath:
         """Move this file or directory tree to ``target``; return the new path as a CowPath.
 
@@ -148,7 +149,7 @@ class CowPath(_ConcretePath):
         return destination
 
     def move_into(
-        self, target_dir: _Target, *, reflink: ReflinkMode | None = None, report: CopyReport | None = None
+        self, target_dir: PathArg, *, reflink: ReflinkMode | None = None, report: CopyReport | None = None
     ) -> CowPath:
         """Move this file or tree into the existing directory ``target_dir``; return the new path.
 
@@ -161,7 +162,7 @@ class CowPath(_ConcretePath):
 
     def reflink_to(
         self,
-        target: _Target,
+        target: PathArg,
         *,
         follow_symlinks: bool = True,
         preserve_metadata: bool = False,

@@ -37,10 +37,15 @@ class TreeProgress:
     """
 
     files_done: int
+    """Regular files copied so far."""
     bytes_done: int
+    """Bytes of those files."""
     files_total: int
+    """Regular files found in the source so far (final once ``scanning`` is false)."""
     bytes_total: int
+    """Bytes of those files (final once ``scanning`` is false)."""
     scanning: bool
+    """The source tree is still being listed: the totals may still grow."""
 
 
 class FileSlot:

@@ -31,11 +31,17 @@ class CopyReport:
     """
 
     files_cloned: int = 0
+    """Files whose data now shares the source's storage: cloned, no data read or written."""
     bytes_cloned: int = 0
+    """The size of the cloned files, in bytes."""
     files_copied: int = 0
+    """Files whose data was read and written (where cloning was not possible, or ``reflink="never"``)."""
     bytes_copied: int = 0
+    """The size of the copied files, in bytes."""
     files_renamed: int = 0
+    """Regular files :func:`cowpath.move` moved by a rename (alone or inside a renamed directory)."""
     bytes_renamed: int = 0
+    """The size of the renamed files, in bytes."""
     _lock: threading.Lock = field(default_factory=threading.Lock, init=False, repr=False, compare=False)
 
     @property

@@ -91,3 +91,42 @@ def test_changelog_is_included(built: tuple[Path, str]) -> None:
     assert "Unreleased" in html
     assert "--8&lt;--" not in html
     assert "--8<--" not in html
+
+
+def test_api_reference_documents_every_field_and_no_private_name(built: tuple[Path, str]) -> None:
+    import dataclasses
+
+    import cowpath
+
+    site, _ = built
+    html = (site / "api" / "index.html").read_text(encoding="utf-8")
+    for cls in (cowpath.CopyReport, cowpath.TreeProgress, cowpath.DedupeReport):
+        for field in dataclasses.fields(cls):
+            if field.name.startswith("_"):
+                continue
+            assert f'id="cowpath.{cls.__name__}.{field.name}"' in html, f"{cls.__name__}.{field.name}"
+    # Names internal to cowpath: the methods cowpath calls to count, and private aliases.
+    for private in ("record", "record_renamed", "record_differing"):
+        assert f'.{private}"' not in html, private
+    text = re.sub(r"<[^>]+>", "", html)
+    for alias in ("_P", "_Target", "_ConcretePath", "_lock"):
+        assert not re.search(rf"\b{alias}\b", text), alias
+    # CowPath's pathlib base is explained in prose, not shown as "Bases: PosixPath".
+    assert "Bases: " not in text.split("cowpath.CowPath", 1)[1].split("cowpath.CopyReport", 1)[0]
+
+
+def test_api_signatures_are_formatted(built: tuple[Path, str]) -> None:
+    # mkdocstrings formats a long signature over several lines only when ruff
+    # (or black) is importable: the docs extra must bring it.
+    site, _ = built
+    html = (site / "api" / "index.html").read_text(encoding="utf-8")
+    signature = html.split('id="cowpath.copytree"', 1)[1].split("</code></pre>", 1)[0]
+    text = re.sub(r"<[^>]+>", "", signature)
+    assert text.count("\n") >= 10, text
+
+
+def test_the_docs_extra_builds_the_same_site_as_the_test_extra() -> None:
+    tomllib = pytest.importorskip("tomllib", reason="tomllib is Python 3.11+")
+    extras = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["optional-dependencies"]
+    assert any(req.startswith("ruff") for req in extras["docs"])
+    assert set(extras["docs"]) <= set(extras["test"]), set(extras["docs"]) - set(extras["test"])
