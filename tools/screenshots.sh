@@ -20,11 +20,11 @@ python=${PYTHON:-python3}
 "$python" -m mkdocs build --quiet --site-dir "$site" 2>/dev/null || "$python" -m mkdocs build --site-dir "$site"
 mkdir -p "$out"
 
-pages=${PAGES:-$(cd "$site" && find . -name index.html ! -path './assets/*' | sed 's|^\./||; s|/\?index.html$||' | sort)}
+pages=${PAGES:-$(cd "$site" && find . -name index.html ! -path './assets/*' | sed 's|^\./||; s|/index.html$||; s|^index.html$|.|' | sort)}
 height=${HEIGHT:-5000}
 for page in $pages; do
     name=${page//\//-}
-    name=${name:-home}
+    [ "$page" = . ] && name=home
     for scheme in light dark; do
         flags=()
         [ "$scheme" = dark ] && flags+=(--force-dark-mode --blink-settings=preferredColorScheme=0)
