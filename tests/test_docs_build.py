@@ -54,7 +54,7 @@ def test_strict_build_has_no_warnings(built: tuple[Path, str]) -> None:
         "migrating/index.html",
         "cowpath/index.html",
         "cli/index.html",
-        "filesystems/index.html",
+        "platforms/index.html",
         "platforms/linux/index.html",
         "platforms/macos/index.html",
         "platforms/windows/index.html",
