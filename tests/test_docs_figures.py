@@ -125,3 +125,11 @@ def test_generated_figures_follow_the_data() -> None:
     assert "<!-- fig:copy.file.zfs.cowpath.median -->n/a<!-- /fig -->" in rendered
     with pytest.raises(KeyError):
         docs.figure(data, "copy.file.xfs.cowpath.speed")
+
+
+@pytest.mark.parametrize("page", docs.PAGES, ids=lambda p: p.relative_to(ROOT).as_posix())
+def test_no_line_starts_with_a_figure(page: Path) -> None:
+    # Markdown (Python-Markdown and GitHub's alike) reads a line that starts
+    # with "<!--" as an HTML block: the paragraph or list item would break there.
+    for number, line in enumerate(page.read_text().splitlines(), 1):
+        assert not line.lstrip().startswith("<!-- fig:"), f"{page.name}:{number}: {line}"
