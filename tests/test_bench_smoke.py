@@ -22,6 +22,23 @@ ROOT = Path(__file__).resolve().parent.parent
 REQUIRED = os.environ.get("COWPATH_REQUIRE_LOOPFS") == "1"
 
 
+def _tracked_state() -> dict[str, bytes]:
+    """The content of every file the benchmark may write when asked to update the docs."""
+    from bench import docs
+
+    paths = [*docs.PAGES, docs.DATA, docs.CHART, docs.CHART_DARK]
+    return {str(p): p.read_bytes() if p.exists() else b"" for p in paths}
+
+
+def test_update_docs_needs_a_full_run() -> None:
+    for command in (["--quick", "--update-docs"], ["--move", "--quick", "--update-docs"]):
+        done = subprocess.run(
+            [sys.executable, "-m", "bench", *command], cwd=ROOT, capture_output=True, text=True, check=False
+        )
+        assert done.returncode == 2, done.stderr
+        assert "--update-docs needs a full run" in done.stderr
+
+
 @pytest.fixture(scope="module")
 def quick_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[str, dict[str, object]]:
     if not sys.platform.startswith("linux"):
@@ -31,6 +48,7 @@ def quick_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[str, dict[str, 
             pytest.fail("COWPATH_REQUIRE_LOOPFS=1 but the benchmark needs root to mount XFS", pytrace=False)
         pytest.skip("the benchmark mounts a loop XFS: needs root")
     results = tmp_path_factory.mktemp("bench-results")
+    tracked_before = _tracked_state()
     done = subprocess.run(
         [sys.executable, "-m", "bench", "--quick", "--filesystems", "xfs", "--results-dir", str(results)],
         cwd=ROOT,
@@ -40,6 +58,8 @@ def quick_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[str, dict[str, 
         check=False,
     )
     assert done.returncode == 0, done.stderr[-3000:]
+    # Without --update-docs a run changes no tracked file (docs, chart, results file).
+    assert _tracked_state() == tracked_before
     # The dedupe case writes its own file (dedupe-quick.json), checked below.
     files = sorted(f for f in results.glob("*-quick.json") if not f.name.startswith("dedupe-"))
     assert [f.name for f in files if f.name.startswith("latest")] == ["latest-quick.json"]
