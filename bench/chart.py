@@ -37,6 +37,8 @@ def _order(case_rows: list[dict[str, Any]], case: str) -> list[tuple[str, str]]:
 
 
 def _time(value: float, _pos: object = None) -> str:
+    if value == 0:
+        return "0"
     if value >= 1:
         return f"{value:g} s"
     return f"{value * 1000:g} ms"
@@ -131,12 +133,9 @@ def draw(data: dict[str, Any], path: Path, *, dark: bool) -> None:
             for side in ("top", "right", "left"):
                 ax.spines[side].set_visible(False)
             title = TITLES.get(case, case)
-            ax.set_title(
-                f"{title}: {report.source_text(rows, case)} — median wall time, lower is faster"
-                + (" (log scale)" if spread > 20 else ""),
-                fontsize=10.5,
-                loc="left",
-                pad=8,
+            ax.set_title(f"{title}: {report.source_text(rows, case)}", fontsize=11, loc="left", pad=8)
+            ax.set_xlabel(
+                "median wall time, lower is faster" + (" (log scale)" if spread > 20 else ""), fontsize=9.5
             )
         meta = data["meta"]
         fig.text(
