@@ -62,6 +62,7 @@ class Tool:
 
 TOOLS: Final[tuple[Tool, ...]] = (
     Tool("cowpath", "tree", "cowpath.copytree"),
+    Tool("cowpath-threads", "tree", "cowpath.copytree (threads)"),
     Tool("shutil", "tree", "shutil.copytree"),
     Tool("cp", "tree", "cp -a --reflink=auto", command=("cp", "-a", "--reflink=auto")),
     Tool("reflink-copy", "tree", "reflink-copy (copytree + reflink_or_copy)", distribution="reflink-copy"),
@@ -167,6 +168,13 @@ def _tree_copier(key: str) -> Copier:
     import cowpath
 
     if key == "cowpath":
+        return cowpath.copytree
+    if key == "cowpath-threads":
+        # The same copy with its files copied by threads only: helper
+        # processes never start (cowpath._procs).
+        from cowpath import _procs
+
+        _procs.MIN_FILES = 1 << 62
         return cowpath.copytree
     if key == "shutil":
         return shutil.copytree
