@@ -39,6 +39,8 @@ __all__ = ["DECLINED", "MIN_FILES", "Helper", "Helpers", "available"]
 
 #: The walk starts helpers once it has found this many files.
 MIN_FILES = 2000
+# Tests set it: the threads wait for the helpers to start instead of copying meanwhile.
+WAIT_FOR_HELPERS = False
 # Seconds a helper asked to stop gets before it is killed.
 _STOP_GRACE: Final = 5.0
 
@@ -80,11 +82,11 @@ class Helper:
         self.ready = False
         self.dead = False
 
-    def poll_ready(self) -> bool:
-        """Whether it is ready for work; does not wait."""
+    def poll_ready(self, wait: float = 0) -> bool:
+        """Whether it is ready for work, waiting up to ``wait`` seconds."""
         if self.ready or self.dead:
             return self.ready
-        readable, _, _ = select.select([self.from_fd], [], [], 0)
+        readable, _, _ = select.select([self.from_fd], [], [], wait)
         if readable:
             try:
                 self.ready = read_frame(self.from_fd) == READY
@@ -152,7 +154,7 @@ class Helpers:
             return None
         with self.lock:
             for helper in self.idle:
-                if helper.poll_ready():
+                if helper.poll_ready(30 if WAIT_FOR_HELPERS else 0):
                     self.idle.remove(helper)
                     return helper
         return None
