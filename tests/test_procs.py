@@ -15,7 +15,6 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -32,7 +31,7 @@ pytestmark = pytest.mark.skipif(not _procs.available(), reason="helper processes
 
 
 @pytest.fixture
-def sent(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[int]]:
+def sent(monkeypatch: pytest.MonkeyPatch) -> list[int]:
     """Helpers start for any tree the pool takes; the list holds the size of each batch sent."""
     monkeypatch.setattr(_procs, "MIN_FILES", 1)
     monkeypatch.setattr(_procs, "WAIT_FOR_HELPERS", True)
@@ -46,7 +45,7 @@ def sent(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[int]]:
         return call(helper, message)
 
     monkeypatch.setattr(_procs.Helper, "call", counting)
-    yield batches
+    return batches
 
 
 def _tree(root: Path, dirs: int = 6, files: int = 15) -> Path:
