@@ -143,8 +143,8 @@ def test_pyfakefs_stays_in_process(sent: list[int]) -> None:
             for f in range(10):
                 patcher.fs.create_file(f"/data/src/d{d}/f{f}", contents=b"x" * f)
         cowpath.copytree("/data/src", "/data/dst")
-        with open("/data/dst/d3/f9", "rb") as f:
-            assert f.read() == b"x" * 9
+        with open("/data/dst/d3/f9", "rb") as handle:
+            assert handle.read() == b"x" * 9
     assert sent == []
 
 
@@ -204,7 +204,7 @@ def _start(src: Path, dst: Path) -> tuple[subprocess.Popen[str], list[int]]:
         start_new_session=True,
     )
     assert child.stdout is not None
-    helpers = []
+    helpers: list[int] = []
     while len(helpers) < 2:
         line = child.stdout.readline()
         assert line.startswith("helper"), line
