@@ -66,6 +66,9 @@ def _memory(row: dict[str, Any]) -> str:
     growth = row.get("rss_growth_kib")
     if growth is not None:
         text += f" (+{growth / 1024:.1f})"
+    helpers = row.get("helpers_rss_kib")
+    if helpers is not None:
+        text += f"; {row.get('helpers', '?')} helpers {helpers / 1024:.1f} MiB"
     return text
 
 
@@ -73,7 +76,7 @@ def _source(rows: list[dict[str, Any]], case: str) -> str:
     source = next((r["source"] for r in rows if r["case"] == case and "source" in r), None)
     if source is None:
         return ""
-    if case == "tree":
+    if case in ("tree", "smalltree"):
         return f"{source['files']:,} files in {source['dirs']} directories, {source['bytes'] / MIB:.1f} MiB"
     return f"one file of {source['bytes'] / MIB:,.0f} MiB"
 
@@ -113,12 +116,12 @@ def markdown(data: dict[str, Any]) -> str:
         "",
         *_summary(rows),
     ]
-    for case in ("tree", "file"):
+    for case in ("tree", "smalltree", "file"):
         case_rows = [r for r in rows if r["case"] == case]
         if not case_rows:
             continue
         bases = BASELINES[case]
-        title = "Tree" if case == "tree" else "Single file"
+        title = {"tree": "Tree", "smalltree": "Small tree"}.get(case, "Single file")
         warm = case == "file"
         out += [
             "",
