@@ -58,7 +58,8 @@ _BOOT: Final = (
 
 def available() -> bool:
     """Whether helper processes can be used here at all."""
-    if not sys.platform.startswith("linux") or not sys.executable:
+    if not sys.platform.startswith("linux") or not sys.executable or getattr(sys, "frozen", False):
+        # A frozen application's executable is the application, not Python.
         return False
     gil = getattr(sys, "_is_gil_enabled", None)
     # A free-threaded build: threads do not contend, they are enough.
