@@ -249,3 +249,36 @@ def test_ctrl_c_stops_caller_and_helpers(ext4: Path) -> None:
     assert time.monotonic() - interrupted < 10
     assert not any(_alive(pid) for pid in helpers)
     _whole_files_only(src, ext4 / "dst")
+
+
+CLI = r"""
+import sys
+sys.path.insert(0, sys.argv[1])
+from cowpath import _procs
+from cowpath._cli import main
+_procs.MIN_FILES = 1
+_procs.WAIT_FOR_HELPERS = True
+call = _procs.Helper.call
+def counting(helper, message):
+    print("batch", len(message[-1]), flush=True)
+    return call(helper, message)
+_procs.Helper.call = counting
+sys.exit(main(sys.argv[2:]))
+"""
+
+
+def test_cli_cp_and_mv_use_helpers(xfs: Path, btrfs: Path) -> None:
+    src = _tree(xfs / "src")
+    expected = tree_state(src, mtimes=True)
+    for command, dst in (("cp", xfs / "copy"), ("mv", btrfs / "moved")):
+        args = ["-r", "-p"] if command == "cp" else []
+        done = subprocess.run(
+            [sys.executable, "-c", CLI, str(ROOT), command, *args, str(src), str(dst)],
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        assert done.returncode == 0, done.stderr
+        assert sum(int(line.split()[1]) for line in done.stdout.splitlines() if line.startswith("batch")) > 0
+        assert tree_state(dst, mtimes=True) == expected, command
+    assert not src.exists()
