@@ -41,8 +41,6 @@ __all__ = ["DECLINED", "MIN_FILES", "Helper", "Helpers", "available"]
 MIN_FILES = 2000
 # Tests set it: the threads wait for the helpers to start instead of copying meanwhile.
 WAIT_FOR_HELPERS = False
-# Seconds a helper asked to stop gets before it is killed.
-_STOP_GRACE: Final = 5.0
 
 _ROOT: Final = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # The package this module is part of, whatever sys.path the helper would
@@ -114,19 +112,22 @@ class Helper:
                 self.process.send_signal(signal.SIGTERM)
 
     def close(self) -> None:
-        """End its input, wait for it to exit (killing it if it does not), close the pipes."""
+        """End it and wait for it (no zombie); close the pipes.
+
+        Called only once no thread is waiting for its answer: it is idle
+        between batches, or still starting, so nothing of a copy is lost by
+        killing it, and the copy need not wait for an interpreter to start
+        or to shut down.
+        """
         process = self.process
         assert process.stdin is not None
         assert process.stdout is not None
         with contextlib.suppress(OSError):
             process.stdin.close()
-        try:
-            process.wait(_STOP_GRACE)
-        except subprocess.TimeoutExpired:
+        with contextlib.suppress(OSError):
             process.kill()
-            process.wait()
-        finally:
-            process.stdout.close()
+        process.wait()
+        process.stdout.close()
 
 
 class Helpers:
