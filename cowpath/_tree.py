@@ -324,13 +324,16 @@ class _Tree:
         """cowpath's own copy function, for what the fast path does not copy."""
         copied = self.copied
         before = os.lstat(slot.srcname) if copied is not None else None
-        counted = self.report.bytes if self.report is not None else 0
-        self.copy_function(
-            slot.srcobj, slot.dstname, reflink=self.mode, report=self.report, atomic=self.atomic
-        )
+        # Counted apart: other threads add to the caller's report meanwhile.
+        own = CopyReport() if self.report is not None else None
+        try:
+            self.copy_function(slot.srcobj, slot.dstname, reflink=self.mode, report=own, atomic=self.atomic)
+        finally:
+            if own is not None and self.report is not None:
+                self.report.merge(own)
         if copied is not None and before is not None:
             copied(slot.srcname, before)
-        return self.report.bytes - counted if self.report is not None else 0
+        return own.bytes if own is not None else 0
 
     # -- in helper processes (cowpath._pool.Remote) -----------------------------
 

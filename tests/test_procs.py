@@ -260,7 +260,8 @@ _procs.MIN_FILES = 1
 _procs.WAIT_FOR_HELPERS = True
 call = _procs.Helper.call
 def counting(helper, message):
-    print("batch", len(message[-1]), flush=True)
+    # One write per line: the pool's threads call this at once.
+    sys.stdout.write(f"batch {len(message[-1])}\n")
     return call(helper, message)
 _procs.Helper.call = counting
 sys.exit(main(sys.argv[2:]))
