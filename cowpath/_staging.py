@@ -19,6 +19,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import os
+import secrets
 import sys
 import threading
 from typing import Final
@@ -186,7 +187,7 @@ def private_name(target: StrOrBytesPath) -> str | bytes:
     # characters is far fewer than 200 characters. Cut the encoded name;
     # a character cut in two becomes surrogate escapes, which encode back
     # to the same bytes.
-    private = os.path.join(head, b"." + tail[:200] + b"." + os.urandom(8).hex().encode() + b".cowpath")
+    private = os.path.join(head, b"." + tail[:200] + b"." + secrets.token_hex(8).encode() + b".cowpath")
     return private if isinstance(name, bytes) else os.fsdecode(private)
 
 
