@@ -145,7 +145,9 @@ def serve(fd_in: int, fd_out: int) -> None:
 
 def main() -> None:
     _die_with_parent(int(sys.argv[1]))
-    signal.signal(signal.SIGINT, _stop)
+    # SIGINT stays ignored where the caller ignores it (it was at exec).
+    if signal.getsignal(signal.SIGINT) is not signal.SIG_IGN:
+        signal.signal(signal.SIGINT, _stop)
     signal.signal(signal.SIGTERM, _stop)
     with contextlib.suppress(BrokenPipeError):  # the parent is gone
         serve(0, 1)

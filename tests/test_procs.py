@@ -161,7 +161,9 @@ def test_where_helpers_are_not_used(monkeypatch: pytest.MonkeyPatch) -> None:
 # -- interrupted and killed ------------------------------------------------------------
 
 CHILD = r"""
-import os, sys, time
+import os, signal, sys, time
+# As in a terminal, whatever the test runner's shell left ignored.
+signal.signal(signal.SIGINT, signal.default_int_handler)
 sys.path.insert(0, sys.argv[1])
 import cowpath
 from cowpath import _procs
