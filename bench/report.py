@@ -72,6 +72,9 @@ def _memory(row: dict[str, Any]) -> str:
     growth = row.get("rss_growth_kib")
     if growth is not None:
         text += f" (+{growth / 1024:.1f})"
+    helpers = row.get("helpers_rss_kib")
+    if helpers is not None:
+        text += f"; {row.get('helpers', '?')} helpers {helpers / 1024:.1f} MiB"
     return text
 
 
@@ -122,7 +125,7 @@ def markdown(data: dict[str, Any]) -> str:
     for case in dict.fromkeys(r["case"] for r in rows):
         case_rows = [r for r in rows if r["case"] == case]
         bases = BASELINES.get(case) or tuple(case_rows[0].get("ratios", {}))
-        title = {"tree": "Tree", "file": "Single file"}.get(case, case)
+        title = {"tree": "Tree", "smalltree": "Small tree", "file": "Single file"}.get(case, case)
         warm = any(r.get("again_s") is not None for r in case_rows)
         out += [
             "",

@@ -29,7 +29,7 @@ from typing import Any, Final
 
 from bench import dedupe, report
 from bench.loopfs import FILESYSTEMS, LoopFsError, loop_filesystem, scratch_dir, used_bytes
-from bench.tools import CASES, Case, Tool, tools_for
+from bench.tools import CASES, TREE_CASES, Case, Tool, tools_for
 from bench.workload import FULL, MIB, QUICK, Workload, make_file, make_tree, verify_file, verify_tree
 
 __all__ = ["main"]
@@ -140,7 +140,7 @@ def _measure(
         os.sync()
         result["sync_seconds"] = time.perf_counter() - start
         result["space_bytes"] = _settled_used_bytes(mount) - before
-        wrong = verify_tree(workload.tree, src, dst) if case == "tree" else verify_file(src, dst)
+        wrong = verify_tree(workload.tree_of(case), src, dst) if case in TREE_CASES else verify_file(src, dst)
         if wrong is not None:
             result = {"ok": False, "unavailable": False, "error": f"wrong copy: {wrong}"}
     _remove(dst)
@@ -168,6 +168,10 @@ def _summarise(row: dict[str, Any], runs: list[dict[str, Any]]) -> None:
     row["maxrss_kib"] = _median([r["maxrss_kib"] for r in good if "maxrss_kib" in r])
     growth = [r["maxrss_kib"] - r["maxrss_before_kib"] for r in good if "maxrss_before_kib" in r]
     row["rss_growth_kib"] = _median(growth)
+    helpers = [r["helpers_rss_kib"] for r in good if "helpers_rss_kib" in r]
+    if helpers:
+        row["helpers_rss_kib"] = _median(helpers)
+        row["helpers"] = max(r["helpers"] for r in good if "helpers" in r)
 
 
 def run_case(
@@ -182,9 +186,9 @@ def run_case(
     """Every tool over ``case`` on one filesystem: one row per tool."""
     src = os.path.join(mount, f"src-{case}")
     start = time.perf_counter()
-    if case == "tree":
-        files, size = make_tree(workload.tree, src)
-        source = {"files": files, "bytes": size, "dirs": workload.tree.dirs}
+    if case in TREE_CASES:
+        files, size = make_tree(workload.tree_of(case), src)
+        source = {"files": files, "bytes": size, "dirs": workload.tree_of(case).dirs}
     else:
         size = make_file(workload.file, src)
         source = {"files": 1, "bytes": size}

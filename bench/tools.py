@@ -25,6 +25,7 @@ __all__ = [
     "BASELINES",
     "CASES",
     "TOOLS",
+    "TREE_CASES",
     "Case",
     "Tool",
     "Unavailable",
@@ -33,8 +34,10 @@ __all__ = [
     "tools_for",
 ]
 
-Case = Literal["tree", "file"]
-CASES: Final[tuple[Case, ...]] = ("tree", "file")
+Case = Literal["tree", "smalltree", "file"]
+CASES: Final[tuple[Case, ...]] = ("tree", "smalltree", "file")
+#: The cases that copy a tree.
+TREE_CASES: Final[tuple[Case, ...]] = ("tree", "smalltree")
 
 # The FICLONE request number, _IOW(0x94, 9, int): 0x40049409 on x86-64 and
 # arm64 (fcntl.FICLONE exists only from Python 3.12).
@@ -62,10 +65,15 @@ class Tool:
 
 TOOLS: Final[tuple[Tool, ...]] = (
     Tool("cowpath", "tree", "cowpath.copytree"),
+    Tool("cowpath-threads", "tree", "cowpath.copytree (threads)"),
     Tool("shutil", "tree", "shutil.copytree"),
     Tool("cp", "tree", "cp -a --reflink=auto", command=("cp", "-a", "--reflink=auto")),
     Tool("reflink-copy", "tree", "reflink-copy (copytree + reflink_or_copy)", distribution="reflink-copy"),
     Tool("reflink", "tree", "reflink (copytree + reflink, copyfile fallback)", distribution="reflink"),
+    Tool("cowpath", "smalltree", "cowpath.copytree"),
+    Tool("cowpath-threads", "smalltree", "cowpath.copytree (threads)"),
+    Tool("shutil", "smalltree", "shutil.copytree"),
+    Tool("cp", "smalltree", "cp -a --reflink=auto", command=("cp", "-a", "--reflink=auto")),
     Tool("cowpath", "file", "cowpath.copyfile"),
     Tool("shutil", "file", "shutil.copyfile"),
     Tool("cp", "file", "cp --reflink=auto", command=("cp", "--reflink=auto")),
@@ -79,6 +87,7 @@ TOOLS: Final[tuple[Tool, ...]] = (
 #: to shutil is the one that matters.
 BASELINES: Final[dict[Case, tuple[str, ...]]] = {
     "tree": ("cp", "shutil"),
+    "smalltree": ("cp", "shutil"),
     "file": ("ficlone", "shutil", "cp"),
 }
 
@@ -168,6 +177,13 @@ def _tree_copier(key: str) -> Copier:
 
     if key == "cowpath":
         return cowpath.copytree
+    if key == "cowpath-threads":
+        # The same copy with its files copied by threads only: helper
+        # processes never start (cowpath._procs).
+        from cowpath import _procs
+
+        _procs.MIN_FILES = 1 << 62
+        return cowpath.copytree
     if key == "shutil":
         return shutil.copytree
     per_file = {"reflink-copy": _reflink_copy, "reflink": _reflink_with_fallback}[key]()
@@ -199,6 +215,6 @@ def resolve(case: Case, key: str) -> Copier:
 
     Raises :class:`Unavailable` when the tool's library does not import.
     """
-    if case == "tree":
+    if case in TREE_CASES:
         return _tree_copier(key)
     return _FILE_COPIERS[key]()

@@ -21,7 +21,7 @@ import time
 import tracemalloc
 from typing import Any
 
-from bench.tools import CASES, Case, Unavailable, resolve
+from bench.tools import CASES, TREE_CASES, Case, Unavailable, resolve
 
 
 def _maxrss_kib() -> int:
@@ -42,6 +42,23 @@ def _maxrss_kib() -> int:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 
 
+def _watch_helpers(peaks: list[int]) -> None:
+    """Append the peak RSS (KiB) of each cowpath helper process to ``peaks`` as it ends."""
+    from cowpath import _procs
+
+    close = _procs.Helper.close
+
+    def closing(helper: _procs.Helper) -> None:
+        try:
+            with open(f"/proc/{helper.process.pid}/status") as f:
+                peaks.extend(int(line.split()[1]) for line in f if line.startswith("VmHWM:"))
+        except OSError:
+            pass
+        close(helper)
+
+    _procs.Helper.close = closing  # type: ignore[method-assign,assignment]
+
+
 def measure(case: Case, key: str, src: str, dst: str, trace: bool) -> dict[str, Any]:
     try:
         copy = resolve(case, key)
@@ -54,6 +71,9 @@ def measure(case: Case, key: str, src: str, dst: str, trace: bool) -> dict[str, 
 
         report = cowpath.CopyReport()
         kwargs["report"] = report
+    helpers: list[int] = []
+    if case in TREE_CASES and key.startswith("cowpath"):
+        _watch_helpers(helpers)
     os.sync()
     before = _maxrss_kib()
     if trace:
@@ -92,6 +112,10 @@ def measure(case: Case, key: str, src: str, dst: str, trace: bool) -> dict[str, 
         copy(src, again)
         result["again_seconds"] = time.perf_counter() - start
         os.unlink(again)
+    if helpers:
+        # Each helper's own peak, added up: the most they can have held at once.
+        result["helpers"] = len(helpers)
+        result["helpers_rss_kib"] = sum(helpers)
     if report is not None:
         result["report"] = {
             "files_cloned": report.files_cloned,
@@ -110,7 +134,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("dst")
     parser.add_argument("--trace", action="store_true")
     args = parser.parse_args(argv)
-    case: Case = "tree" if args.case == "tree" else "file"
+    case: Case = next(c for c in CASES if c == args.case)
     result = measure(case, args.tool, args.src, args.dst, args.trace)
     sys.stdout.write(json.dumps(result) + "\n")
     return 0

@@ -45,13 +45,22 @@ class FileSpec:
     size: int
 
 
+#: The small tree: where helper processes must not start, and threads must not lose.
+SMALL_TREE = TreeSpec(files=100, dirs=4)
+
+
 @dataclass(frozen=True)
 class Workload:
     tree: TreeSpec
     file: FileSpec
+    small: TreeSpec = SMALL_TREE
 
     def describe(self) -> dict[str, Any]:
-        return {"tree": asdict(self.tree), "file": asdict(self.file)}
+        return {"tree": asdict(self.tree), "smalltree": asdict(self.small), "file": asdict(self.file)}
+
+    def tree_of(self, case: str) -> TreeSpec:
+        """The tree copied by a tree case."""
+        return self.small if case == "smalltree" else self.tree
 
 
 FULL = Workload(TreeSpec(files=10_000, dirs=200), FileSpec(size=1024 * MIB))

@@ -237,8 +237,10 @@ def copytree(
     ``workers``
         Threads that copy files while the tree is walked (default: one
         per core, at least 2, at most 8; ``1`` copies in the calling
-        thread). A custom ``copy_function`` is always called in the calling
-        thread, in shutil's order. With ``dirs_exist_ok``, once a destination
+        thread). On Linux, once the walk has found thousands of files, each
+        thread has a helper process copy its files, past the GIL. A custom
+        ``copy_function`` is always called in the calling thread, in
+        shutil's order. With ``dirs_exist_ok``, once a destination
         turns out to be a file another name may also reach (a hard link, a
         symlink, a directory met twice), the rest is copied in the calling
         thread, in shutil's order, so that the last write is shutil's.

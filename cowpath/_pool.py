@@ -11,11 +11,17 @@ be listed in shutil's order whichever thread met them.
 
 from __future__ import annotations
 
+import functools
 import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final, Protocol
+
+from . import _procs
+
+if TYPE_CHECKING:
+    from ._procs import Helper, Helpers
 
 __all__ = ["CopyPool", "FileSlot", "TreeProgress"]
 
@@ -61,6 +67,27 @@ class FileSlot:
         self.plain = plain
 
 
+class Remote(Protocol):
+    """What the helper processes need of the tree copy (:class:`cowpath._tree._Tree`)."""
+
+    helpers: Helpers | None
+
+    def remote_job(self, slot: FileSlot) -> tuple[Any, Any] | None:
+        """The (source, destination) a helper copies, or None: the thread copies ``slot``."""
+
+    def remote_header(self) -> tuple[Any, ...]:
+        """How every job is copied: (mode, metadata, into a private directory, counting)."""
+
+    def remote_done(self, slot: FileSlot, *, nbytes: int, src_st: Any) -> int:
+        """A helper copied ``slot``; return its bytes."""
+
+    def remote_declined(self, slot: FileSlot) -> int:
+        """Copy ``slot`` by the general path (the helper's fast path did not apply)."""
+
+    def remote_counts(self, counts: tuple[int, int, int, int]) -> None:
+        """Add a helper's report counts."""
+
+
 class CopyPool:
     """Runs ``copy_one`` on each file handed over, on up to ``workers`` threads.
 
@@ -76,8 +103,12 @@ class CopyPool:
         copy_one: Callable[[FileSlot], int],
         failed: Callable[[FileSlot, OSError], None],
         progress: Callable[[TreeProgress], object] | None,
+        remote: Remote | None = None,
     ) -> None:
         self.workers = workers
+        # Helper processes copy the files of a large tree (cowpath._procs).
+        self.remote = remote
+        self.files_seen = 0
         self.copy_one = copy_one
         self.failed = failed
         self.progress = progress
@@ -107,6 +138,12 @@ class CopyPool:
         if self.workers <= 1:
             self.run(batch)
             return
+        self.files_seen += len(batch)
+        helpers = self.remote.helpers if self.remote is not None else None
+        if helpers is not None and not helpers.started and self.files_seen >= _procs.MIN_FILES:
+            # Started from the walking thread: a helper dies when the
+            # thread that started it ends (PR_SET_PDEATHSIG).
+            helpers.start(self.workers)
         if self.pool is None:
             self.pending.append(batch)
             self.pending_files += len(batch)
@@ -130,38 +167,100 @@ class CopyPool:
             self.pool.submit(self._run_and_release, batch[start : start + _BATCH])
 
     def _run_and_release(self, batch: list[FileSlot]) -> None:
+        helpers = self.remote.helpers if self.remote is not None else None
+        helper = helpers.take() if helpers is not None else None
         try:
-            self.run(batch)
+            if helper is None:
+                self.run(batch)
+            else:
+                self.run_remote(helper, batch)
         finally:
+            if helper is not None and helpers is not None:
+                helpers.give_back(helper)
             self.inflight.release()
 
     def run(self, batch: list[FileSlot]) -> None:
         """Copy each file of ``batch`` in this thread."""
         for slot in batch:
-            if self.stop.is_set():
+            if self.stop.is_set() or not self._settle(slot, self.copy_one):
                 return
+
+    def run_remote(self, helper: Helper, batch: list[FileSlot]) -> None:
+        """Have ``helper`` copy what it can of ``batch``; settle each file here, copy the rest."""
+        remote = self.remote
+        assert remote is not None
+        here: list[FileSlot] = []
+        sent: list[FileSlot] = []
+        jobs: list[tuple[Any, Any]] = []
+        for slot in batch:
+            job = remote.remote_job(slot)
+            if job is None:
+                here.append(slot)
+            else:
+                sent.append(slot)
+                jobs.append(job)
+        if jobs:
+            answer = helper.call((*remote.remote_header(), jobs))
+            counts, sizes, stats, others = answer if answer is not None else (None, [], [], {})
+            if counts is not None:
+                remote.remote_counts(counts)
+            if self.progress is None and not stats:
+                # Nothing to settle for a file copied: only the others.
+                for index, outcome in others.items():
+                    if self.stop.is_set() or not self._settle(sent[index], self._other(outcome)):
+                        return
+            else:
+                for index, nbytes in enumerate(sizes):
+                    outcome = others.get(index)
+                    if outcome is not None:
+                        settle = self._other(outcome)
+                    else:
+                        settle = functools.partial(
+                            remote.remote_done, nbytes=nbytes, src_st=stats[index] if stats else None
+                        )
+                    if self.stop.is_set() or not self._settle(sent[index], settle):
+                        return
+            # A helper that stopped or died before the end: the rest is copied here.
+            here.extend(sent[len(sizes) :])
+        self.run(here)
+
+    def _other(self, outcome: tuple[Any, ...]) -> Callable[[FileSlot], int]:
+        """How to settle a file the helper did not copy."""
+        assert self.remote is not None
+        if outcome[0] == _procs.DECLINED:
+            return self.remote.remote_declined
+        error = outcome[1]
+
+        def fail(slot: FileSlot) -> int:
+            raise error
+
+        return fail
+
+    def _settle(self, slot: FileSlot, copy: Callable[[FileSlot], int]) -> bool:
+        """Copy ``slot`` with ``copy``, record its error or progress; False if the copy must end."""
+        try:
             try:
-                try:
-                    nbytes = self.copy_one(slot)
-                except OSError as why:
-                    self.failed(slot, why)
-                    nbytes = 0
-                if self.progress is not None:
-                    with self.lock:
-                        self.files_done += 1
-                        self.bytes_done += nbytes
-                        self.progress(self._snapshot())
-            except BaseException as exc:
-                # Anything but an OSError from a copy (or anything at all
-                # from the progress callback) ends the whole copy, as in
-                # shutil; the other threads stop before their next file.
-                self.stop.set()
-                if threading.current_thread() is self.caller:
-                    raise
+                nbytes = copy(slot)
+            except OSError as why:
+                self.failed(slot, why)
+                nbytes = 0
+            if self.progress is not None:
                 with self.lock:
-                    if self.fatal is None:
-                        self.fatal = exc
-                return
+                    self.files_done += 1
+                    self.bytes_done += nbytes
+                    self.progress(self._snapshot())
+        except BaseException as exc:
+            # Anything but an OSError from a copy (or anything at all
+            # from the progress callback) ends the whole copy, as in
+            # shutil; the other threads stop before their next file.
+            self.stop.set()
+            if threading.current_thread() is self.caller:
+                raise
+            with self.lock:
+                if self.fatal is None:
+                    self.fatal = exc
+            return False
+        return True
 
     def _snapshot(self) -> TreeProgress:
         return TreeProgress(
@@ -195,9 +294,15 @@ class CopyPool:
         if self.pool is not None:
             self.pool.shutdown(wait=True, cancel_futures=self.stop.is_set())
             self.pool = None
+        if self.remote is not None and self.remote.helpers is not None:
+            helpers, self.remote.helpers = self.remote.helpers, None
+            helpers.close()
 
     def abort(self) -> None:
         self.stop.set()
+        if self.remote is not None and self.remote.helpers is not None:
+            # Each stops after the file in hand and answers for what it did.
+            self.remote.helpers.stop()
         self.close()
 
     def drain(self) -> None:

@@ -19,18 +19,17 @@ import sys
 import threading
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Final
+from typing import Any, Final
 
+from . import _procs
 from ._backend import FileJob
 from ._common import Metadata, ReflinkMode
 from ._engine import copy_new_file
 from ._pool import CopyPool, FileSlot, TreeProgress
-from ._select import backend
+from ._report import CopyReport
+from ._select import BACKEND, backend
 from ._stale import clean_quietly
 from ._treestage import ErrorTuple, TreeStaging, narrow_directory
-
-if TYPE_CHECKING:
-    from ._report import CopyReport
 
 __all__ = ["WORKERS_DEFAULT", "TreeOptions", "TreeProgress", "copy_tree", "default_workers"]
 
@@ -99,9 +98,13 @@ class _Tree:
         )
         self.backend = backend()
         # A custom copy_function is called in the calling thread, in order.
-        self.pool = CopyPool(
-            workers if metadata is not None else 1, self.copy_one, self.file_failed, options.progress
+        workers = workers if metadata is not None else 1
+        # A large tree's files go to helper processes (cowpath._procs) where
+        # they can copy as this process would: the OS backend, not a fake.
+        self.helpers = (
+            _procs.Helpers() if workers > 1 and self.backend is BACKEND and _procs.available() else None
         )
+        self.pool = CopyPool(workers, self.copy_one, self.file_failed, options.progress, self)
         # (st_dev, st_ino) of the existing destination directories met.
         self.existing_dirs: set[tuple[int, int]] = set()
         self.seq = 0
@@ -315,14 +318,46 @@ class _Tree:
                     # The open source's fstat, before its data was read: no lstat of its own.
                     copied(slot.srcname, job.src_st)
                 return job.nbytes
+        return self.copy_general(slot)
+
+    def copy_general(self, slot: FileSlot) -> int:
+        """cowpath's own copy function, for what the fast path does not copy."""
+        copied = self.copied
         before = os.lstat(slot.srcname) if copied is not None else None
-        counted = self.report.bytes if self.report is not None else 0
-        self.copy_function(
-            slot.srcobj, slot.dstname, reflink=self.mode, report=self.report, atomic=self.atomic
-        )
+        # Counted apart: other threads add to the caller's report meanwhile.
+        own = CopyReport() if self.report is not None else None
+        try:
+            self.copy_function(slot.srcobj, slot.dstname, reflink=self.mode, report=own, atomic=self.atomic)
+        finally:
+            if own is not None and self.report is not None:
+                self.report.merge(own)
         if copied is not None and before is not None:
             copied(slot.srcname, before)
-        return self.report.bytes - counted if self.report is not None else 0
+        return own.bytes if own is not None else 0
+
+    # -- in helper processes (cowpath._pool.Remote) -----------------------------
+
+    def remote_job(self, slot: FileSlot) -> tuple[Any, Any] | None:
+        if not slot.plain or (self.dirs_exist_ok and os.path.lexists(slot.dstname)):
+            return None
+        sys.audit("shutil.copyfile", slot.srcobj, slot.dstname)
+        return (slot.srcname, slot.dstname)
+
+    def remote_header(self) -> tuple[Any, ...]:
+        counting = self.report is not None
+        return (self.mode, self.metadata, self.staging.path is not None, counting, self.copied is not None)
+
+    def remote_done(self, slot: FileSlot, *, nbytes: int, src_st: Any) -> int:
+        if self.copied is not None and src_st is not None:
+            self.copied(slot.srcname, src_st)
+        return nbytes
+
+    def remote_declined(self, slot: FileSlot) -> int:
+        return self.copy_general(slot)
+
+    def remote_counts(self, counts: tuple[int, int, int, int]) -> None:
+        if self.report is not None:
+            self.report.merge(CopyReport(*counts))
 
     # -- after the copies --------------------------------------------------------
 

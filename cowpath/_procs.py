@@ -1,0 +1,178 @@
+"""Helper processes for large trees: the file copies past the GIL.
+
+Threads copying files hand the GIL back and forth around every system
+call (``strace -f`` counts about two ``futex`` calls per file of a tree),
+and on a tree of thousands of small files that contention costs system
+time cp does not spend. A large tree's files
+are therefore copied by helper processes (:mod:`cowpath._worker`), each
+driven by one of the pool's threads, which sends it a batch, waits (without
+the GIL) for its answer and settles each file in the calling process:
+errors, progress, the report and the move's bookkeeping stay where they
+are for threads. The walk, the directories, their metadata, the order of
+errors and the final move into place stay in the calling thread.
+
+The helpers are fresh interpreters, started through ``subprocess``
+(``vfork``/``exec``): a fork of a process that has threads is unsafe.
+They start only once the walk has found :data:`MIN_FILES` files: below
+that, starting interpreters costs more than it saves, and until they are
+ready the threads go on copying themselves. A helper that cannot start, or
+dies, leaves its files to the threads.
+
+Helpers are used on Linux only, with the GIL enabled, for cowpath's own
+copy functions on the OS backend (not under pyfakefs or a substituted
+backend). Everywhere else the threads copy, as they always have.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import select
+import signal
+import subprocess
+import sys
+import threading
+from typing import Any, Final
+
+from ._worker import DECLINED, READY, read_frame, write_frame
+
+__all__ = ["DECLINED", "MIN_FILES", "Helper", "Helpers", "available"]
+
+#: The walk starts helpers once it has found this many files.
+MIN_FILES = 2000
+# Tests set it: the threads wait for the helpers to start instead of copying meanwhile.
+WAIT_FOR_HELPERS = False
+
+_ROOT: Final = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+# The package this module is part of, whatever sys.path the helper would
+# have (-I ignores PYTHONPATH, the user's site and the current directory, -S
+# every .pth file), without running its __init__: the helper imports only
+# the engine and the backend, and starts in a third of the time.
+_BOOT: Final = (
+    "import sys, types; package = types.ModuleType('cowpath'); "
+    f"package.__path__ = [{os.path.join(_ROOT, 'cowpath')!r}]; sys.modules['cowpath'] = package; "
+    "from cowpath._worker import main; main()"
+)
+
+
+def available() -> bool:
+    """Whether helper processes can be used here at all."""
+    if not sys.platform.startswith("linux") or not sys.executable or getattr(sys, "frozen", False):
+        # A frozen application's executable is the application, not Python.
+        return False
+    gil = getattr(sys, "_is_gil_enabled", None)
+    # A free-threaded build: threads do not contend, they are enough.
+    return gil is None or bool(gil())
+
+
+class Helper:
+    """One helper process and its two pipes."""
+
+    def __init__(self) -> None:
+        self.process = subprocess.Popen(
+            [sys.executable, "-I", "-S", "-c", _BOOT, str(os.getpid())],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            bufsize=0,
+        )
+        assert self.process.stdin is not None
+        assert self.process.stdout is not None
+        self.to_fd = self.process.stdin.fileno()
+        self.from_fd = self.process.stdout.fileno()
+        self.ready = False
+        self.dead = False
+
+    def poll_ready(self, wait: float = 0) -> bool:
+        """Whether it is ready for work, waiting up to ``wait`` seconds."""
+        if self.ready or self.dead:
+            return self.ready
+        readable, _, _ = select.select([self.from_fd], [], [], wait)
+        if readable:
+            try:
+                self.ready = read_frame(self.from_fd) == READY
+            except Exception:
+                self.ready = False
+            self.dead = not self.ready
+        return self.ready
+
+    def call(self, message: object) -> Any:
+        """Send a batch and wait for its answer; None if the helper is gone."""
+        try:
+            write_frame(self.to_fd, message)
+            answer = read_frame(self.from_fd)
+        except (OSError, EOFError, ValueError):
+            answer = None
+        if answer is None:
+            self.dead = True
+        return answer
+
+    def stop(self) -> None:
+        """Ask it to stop after the file in hand (it answers for what it did)."""
+        if self.process.returncode is None:
+            with contextlib.suppress(OSError):
+                self.process.send_signal(signal.SIGTERM)
+
+    def close(self) -> None:
+        """End it and wait for it (no zombie); close the pipes.
+
+        Called only once no thread is waiting for its answer: it is idle
+        between batches, or still starting, so nothing of a copy is lost by
+        killing it, and the copy need not wait for an interpreter to start
+        or to shut down.
+        """
+        process = self.process
+        assert process.stdin is not None
+        assert process.stdout is not None
+        with contextlib.suppress(OSError):
+            process.stdin.close()
+        with contextlib.suppress(OSError):
+            process.kill()
+        process.wait()
+        process.stdout.close()
+
+
+class Helpers:
+    """The helpers of one tree copy, each used by one thread at a time."""
+
+    def __init__(self) -> None:
+        self.helpers: list[Helper] = []
+        self.idle: list[Helper] = []
+        self.lock = threading.Lock()
+        self.started = False
+
+    def start(self, count: int) -> None:
+        """Start ``count`` helpers (from the walking thread, whose end would end them)."""
+        self.started = True
+        for _ in range(count):
+            try:
+                helper = Helper()
+            except OSError:
+                break
+            self.helpers.append(helper)
+            self.idle.append(helper)
+
+    def take(self) -> Helper | None:
+        """A ready helper nobody is using, or None: the thread copies itself."""
+        if not self.idle:
+            return None
+        with self.lock:
+            for helper in self.idle:
+                if helper.poll_ready(30 if WAIT_FOR_HELPERS else 0):
+                    self.idle.remove(helper)
+                    return helper
+        return None
+
+    def give_back(self, helper: Helper) -> None:
+        if not helper.dead:
+            with self.lock:
+                self.idle.append(helper)
+
+    def stop(self) -> None:
+        for helper in self.helpers:
+            helper.stop()
+
+    def close(self) -> None:
+        """Every helper exited and waited for (no zombie), every pipe closed."""
+        helpers, self.helpers, self.idle = self.helpers, [], []
+        for helper in helpers:
+            helper.close()
