@@ -7,9 +7,11 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import errno
 import os
 import shutil
 import signal
+import stat
 import sys
 from collections.abc import Callable, Sequence
 from typing import Any, Final
@@ -46,9 +48,15 @@ def _operands(paths: list[str]) -> tuple[list[str], str, bool] | int:
     if not sources:
         _say(f"missing destination file operand after '{dest}'")
         return 2
-    dest_is_dir = os.path.isdir(dest)
+    try:
+        dest_is_dir = stat.S_ISDIR(os.stat(dest).st_mode)
+        refused = None
+    except OSError as exc:
+        dest_is_dir = False
+        refused = None if exc.errno in (errno.ENOENT, errno.ENOTDIR) else exc
     if (len(sources) > 1 or dest.endswith(os.sep)) and not dest_is_dir:
-        _say(f"target '{dest}' is not a directory")
+        # As cp: a directory it may not look into is not called "not a directory".
+        _say(f"target '{dest}': {_why(refused)}" if refused else f"target '{dest}' is not a directory")
         return 1
     return sources, dest, dest_is_dir
 
