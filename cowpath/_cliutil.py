@@ -91,6 +91,12 @@ def percent_safe(done: int, total: int, files_done: int, files_total: int) -> in
     return min(done, (199 * total - 1) // 200)
 
 
+def _refused(exc: Exception) -> None:
+    # tqdm reads defaults from $TQDM_* variables (when imported and when a
+    # bar is made) and raises on a value it cannot convert.
+    say(f"no progress bar: tqdm refused a setting ($TQDM_...): {exc}")
+
+
 class Bar:
     """A progress bar from tqdm when it is installed (``pip install 'cowpath[cli]'``).
 
@@ -110,6 +116,8 @@ class Bar:
         except ImportError:
             if asked:
                 say("--progress: the bar needs tqdm, which is not installed (pip install 'cowpath[cli]')")
+        except (TypeError, ValueError) as exc:
+            _refused(exc)
 
     def update(self, progress: TreeProgress) -> None:
         if self.tqdm is None:
@@ -117,7 +125,12 @@ class Bar:
         if self.bar is None:
             # Made at the first file of a tree: a single file, or an error
             # before any file, shows no bar.
-            self.bar = self.tqdm(total=None, unit="B", unit_scale=True, leave=False, file=sys.stderr)
+            try:
+                self.bar = self.tqdm(total=None, unit="B", unit_scale=True, leave=False, file=sys.stderr)
+            except (TypeError, ValueError) as exc:
+                _refused(exc)
+                self.tqdm = None
+                return
         bar = self.bar
         if progress.scanning:
             total = None

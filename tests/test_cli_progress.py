@@ -18,9 +18,9 @@ FAKES = Path(__file__).resolve().parent / "fakes"
 
 
 def _cowpath(
-    *args: str | os.PathLike[str], tqdm: str, log: Path | None = None
+    *args: str | os.PathLike[str], tqdm: str, log: Path | None = None, env: dict[str, str] | None = None
 ) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(FAKES / tqdm), str(ROOT)])}
+    env = {**os.environ, **(env or {}), "PYTHONPATH": os.pathsep.join([str(FAKES / tqdm), str(ROOT)])}
     if log is not None:
         env["COWPATH_TQDM_LOG"] = str(log)
     return subprocess.run(
@@ -155,3 +155,20 @@ def test_no_tqdm_message_unless_progress_is_asked_for(tmp_path: Path) -> None:
     done = _cowpath("cp", "-r", tmp_path / "src", tmp_path / "dst", tqdm="tqdm_missing")
     assert done.returncode == 0, done.stderr
     assert "tqdm" not in done.stderr
+
+
+def test_a_bad_tqdm_setting_costs_the_bar_not_the_copy(tmp_path: Path) -> None:
+    _tree(tmp_path / "src", 2, 3)
+    env = {"TQDM_MININTERVAL": "fast"}
+    done = _cowpath(
+        "cp", "-r", "--progress", tmp_path / "src", tmp_path / "dst", tqdm="tqdm_settings", env=env
+    )
+    assert done.returncode == 0
+    assert "Traceback" not in done.stderr
+    assert done.stderr.splitlines()[0] == (
+        "cowpath: no progress bar: tqdm refused a setting ($TQDM_...): "
+        "could not convert string to float: 'fast'"
+    )
+    assert sorted(p.name for p in (tmp_path / "dst").rglob("f*")) == sorted(
+        p.name for p in (tmp_path / "src").rglob("f*")
+    )
