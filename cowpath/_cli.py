@@ -295,7 +295,7 @@ def _add_copy_options(parser: argparse.ArgumentParser, verbose: str, progress: s
         "--progress",
         action=argparse.BooleanOptionalAction,
         default=None,
-        help=f"{progress} (default: when stderr is a terminal; needs tqdm)",
+        help=f"{progress} (default: when stderr is a terminal; needs tqdm: pip install 'cowpath[cli]')",
     )
 
 
@@ -304,7 +304,7 @@ def _add_mv_and_clean(commands: Any) -> None:
         "mv",
         usage=_usage("mv"),
         help="move files and directories, cloning where a rename is refused",
-        description="Move SRC to DEST, or several SRCs into the directory DEST. Where rename is "
+        description="Move SRC to DEST, or each SRC into DIRECTORY. Where rename is "
         "refused (another filesystem, btrfs subvolume or bind mount) the data is cloned where "
         "possible, else copied, and the source removed once the destination is complete.",
     )
@@ -373,7 +373,7 @@ def _parser() -> argparse.ArgumentParser:
         "cp",
         usage=_usage("cp"),
         help="copy files and directories, cloning where possible",
-        description="Copy SRC to DEST, or several SRCs into the directory DEST, cloning where possible.",
+        description="Copy SRC to DEST, or each SRC into DIRECTORY, cloning where possible.",
     )
     cp.add_argument("-r", "-R", "--recursive", action="store_true", help="copy directories recursively")
     cp.add_argument(

@@ -241,7 +241,7 @@ def add_commands(commands: Any) -> None:
         "--progress",
         action=argparse.BooleanOptionalAction,
         default=None,
-        help="progress bar (default: when stderr is a terminal; needs tqdm)",
+        help="progress bar (default: when stderr is a terminal; needs tqdm: pip install 'cowpath[cli]')",
     )
     dedupe.add_argument("paths", nargs="+", metavar="PATH")
     dedupe.set_defaults(run=_dedupe)
