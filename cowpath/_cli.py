@@ -6,18 +6,25 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
+import errno
 import os
 import shutil
+import signal
+import stat
 import sys
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, Final
 
 from . import __version__
 from ._clidedupe import add_commands as _add_dedupe_commands
 from ._cliutil import PROG
 from ._cliutil import Bar as _Bar
+from ._cliutil import OutputClosed as _OutputClosed
 from ._cliutil import human_size as _size
+from ._cliutil import name_safe_output as _name_safe_output
 from ._cliutil import say as _say
+from ._cliutil import tell as _tell
 from ._cliutil import why as _why
 from ._common import REFLINK_MODES, resolve_mode
 from ._copy import copy, copy2, copytree
@@ -30,6 +37,10 @@ from ._tree import WORKERS_DEFAULT
 
 __all__ = ["main"]
 
+# More threads than this only contend for the same disks (and a typo such
+# as 10000000 would fail to start them).
+_MAX_WORKERS: Final = 256
+
 
 def _operands(paths: list[str]) -> tuple[list[str], str, bool] | int:
     """(sources, destination, whether it is a directory), as cp and mv read them; else the exit status."""
@@ -37,9 +48,15 @@ def _operands(paths: list[str]) -> tuple[list[str], str, bool] | int:
     if not sources:
         _say(f"missing destination file operand after '{dest}'")
         return 2
-    dest_is_dir = os.path.isdir(dest)
+    try:
+        dest_is_dir = stat.S_ISDIR(os.stat(dest).st_mode)
+        refused = None
+    except OSError as exc:
+        dest_is_dir = False
+        refused = None if exc.errno in (errno.ENOENT, errno.ENOTDIR) else exc
     if (len(sources) > 1 or dest.endswith(os.sep)) and not dest_is_dir:
-        _say(f"target '{dest}' is not a directory")
+        # As cp: a directory it may not look into is not called "not a directory".
+        _say(f"target '{dest}': {_why(refused)}" if refused else f"target '{dest}' is not a directory")
         return 1
     return sources, dest, dest_is_dir
 
@@ -47,7 +64,7 @@ def _operands(paths: list[str]) -> tuple[list[str], str, bool] | int:
 def _bar_for(args: argparse.Namespace) -> _Bar:
     """The progress bar --progress, -v and -q ask for (by default: when stderr is a terminal)."""
     show = args.progress if args.progress is not None else sys.stderr.isatty() and not args.verbose
-    return _Bar(show and not args.quiet)
+    return _Bar(show and not args.quiet, asked=args.progress is True)
 
 
 def _target_of(src: str, dest: str, dest_is_dir: bool) -> str:
@@ -67,7 +84,7 @@ def _cp(args: argparse.Namespace) -> int:
 
         def verbose_function(s: Any, d: Any) -> object:
             result = function(s, d, reflink=args.reflink, report=report)
-            print(f"'{os.fsdecode(s)}' -> '{os.fsdecode(d)}'")
+            _tell(f"'{os.fsdecode(s)}' -> '{os.fsdecode(d)}'")
             return result
 
     bar = _bar_for(args)
@@ -91,17 +108,20 @@ def _cp(args: argparse.Namespace) -> int:
                             src, target, symlinks=True, copy_function=verbose_function, dirs_exist_ok=True
                         )
                     else:
-                        copytree(
-                            src,
-                            target,
-                            symlinks=True,
-                            copy_function=function,
-                            dirs_exist_ok=True,
-                            reflink=args.reflink,
-                            report=report,
-                            workers=args.workers,
-                            progress=bar.update,
-                        )
+                        try:
+                            copytree(
+                                src,
+                                target,
+                                symlinks=True,
+                                copy_function=function,
+                                dirs_exist_ok=True,
+                                reflink=args.reflink,
+                                report=report,
+                                workers=args.workers,
+                                progress=bar.update,
+                            )
+                        finally:
+                            bar.close()  # before the errors are listed
                 except shutil.Error as exc:
                     for failed_src, failed_dst, why in exc.args[0]:
                         _say(f"cannot copy '{failed_src}' to '{failed_dst}': {why}")
@@ -126,7 +146,9 @@ def _cp(args: argparse.Namespace) -> int:
         _say("interrupted; every file written so far is complete")
         return 130
     bar.close()
-    if not args.quiet:
+    # The summary only when a file was written: after errors alone, a line
+    # of zeros would read as if something had happened.
+    if not args.quiet and report.files_cloned + report.files_copied:
         _say(
             f"{report.files_cloned} file{'' if report.files_cloned == 1 else 's'} cloned "
             f"({_size(report.bytes_cloned)} shared), "
@@ -162,16 +184,19 @@ def _mv(args: argparse.Namespace) -> int:
     try:
         for src in sources:
             target = _target_of(src, dest, dest_is_dir)
-            refused = _mv_target(src, target)
-            if refused is not None:
-                _say(refused)
-                status = 1
-                continue
             try:
+                refused = _mv_target(src, target)
+                if refused is not None:
+                    _say(refused)
+                    status = 1
+                    continue
                 if os.path.isdir(target) and not os.path.islink(target):
                     # An empty directory is replaced, as mv replaces it.
                     os.rmdir(target)
-                move_with_progress(src, target, copy2, args.reflink or resolve_mode(None), report, bar.update)
+                try:
+                    move_with_progress(src, target, copy2, args.reflink, report, bar.update)
+                finally:
+                    bar.close()  # before an error is said
             except shutil.Error as exc:
                 failures = exc.args[0] if exc.args and isinstance(exc.args[0], list) else None
                 if failures is None:
@@ -191,13 +216,25 @@ def _mv(args: argparse.Namespace) -> int:
         return 130
     bar.close()
     if not args.quiet:
-        _say(
-            f"{report.files_renamed} file{'' if report.files_renamed == 1 else 's'} renamed "
-            f"({_size(report.bytes_renamed)}), "
-            f"{report.files_cloned} cloned ({_size(report.bytes_cloned)} shared), "
-            f"{report.files_copied} copied ({_size(report.bytes_copied)})"
-        )
+        summary = _mv_summary(report)
+        if summary:
+            _say(summary)
     return status
+
+
+def _mv_summary(report: CopyReport) -> str:
+    """What a move did, naming only the ways files actually went (renamed, cloned, copied)."""
+    parts = [
+        (report.files_renamed, "renamed", _size(report.bytes_renamed)),
+        (report.files_cloned, "cloned", f"{_size(report.bytes_cloned)} shared"),
+        (report.files_copied, "copied", _size(report.bytes_copied)),
+    ]
+    said: list[str] = []
+    for count, verb, size in parts:
+        if count:
+            noun = "" if said else " file" if count == 1 else " files"
+            said.append(f"{count}{noun} {verb} ({size})")
+    return ", ".join(said)
 
 
 def _clean(args: argparse.Namespace) -> int:
@@ -214,9 +251,33 @@ def _clean(args: argparse.Namespace) -> int:
         if args.verbose:
             for path in gone:
                 print(f"removed '{os.fsdecode(path)}'")
-    if not args.quiet:
+    if not args.quiet and (removed or not status):
         _say(f"{removed} stale staging director{'y' if removed == 1 else 'ies'} removed")
     return status
+
+
+def _usage(command: str) -> str:
+    """cp's and mv's two forms, as GNU cp and mv show them."""
+    return f"{PROG} {command} [OPTIONS] SRC DEST\n       {PROG} {command} [OPTIONS] SRC... DIRECTORY"
+
+
+def _add_operands(parser: argparse.ArgumentParser, done: str) -> None:
+    parser.add_argument(
+        "paths",
+        nargs="+",
+        metavar="SRC... DEST",
+        help=f"the last is the destination: a new name for one SRC, or the directory each SRC is {done} into",
+    )
+
+
+def _workers(text: str) -> int:
+    try:
+        workers = int(text)
+    except ValueError:
+        workers = 0
+    if not 1 <= workers <= _MAX_WORKERS:
+        raise argparse.ArgumentTypeError(f"not a number of threads from 1 to {_MAX_WORKERS}: {text!r}")
+    return workers
 
 
 def _add_copy_options(parser: argparse.ArgumentParser, verbose: str, progress: str) -> None:
@@ -234,20 +295,21 @@ def _add_copy_options(parser: argparse.ArgumentParser, verbose: str, progress: s
         "--progress",
         action=argparse.BooleanOptionalAction,
         default=None,
-        help=f"{progress} (default: when stderr is a terminal; needs tqdm)",
+        help=f"{progress} (default: when stderr is a terminal; needs tqdm: pip install 'cowpath[cli]')",
     )
 
 
 def _add_mv_and_clean(commands: Any) -> None:
     mv = commands.add_parser(
         "mv",
+        usage=_usage("mv"),
         help="move files and directories, cloning where a rename is refused",
-        description="Move SRC to DEST, or several SRCs into the directory DEST. Where rename is "
+        description="Move SRC to DEST, or each SRC into DIRECTORY. Where rename is "
         "refused (another filesystem, btrfs subvolume or bind mount) the data is cloned where "
         "possible, else copied, and the source removed once the destination is complete.",
     )
     _add_copy_options(mv, "print each source moved", "progress bar for directories copied")
-    mv.add_argument("paths", nargs="+", metavar="SRC... DEST")
+    _add_operands(mv, "moved")
     mv.set_defaults(run=_mv)
 
     clean = commands.add_parser(
@@ -309,8 +371,9 @@ def _parser() -> argparse.ArgumentParser:
 
     cp = commands.add_parser(
         "cp",
+        usage=_usage("cp"),
         help="copy files and directories, cloning where possible",
-        description="Copy SRC to DEST, or several SRCs into the directory DEST, cloning where possible.",
+        description="Copy SRC to DEST, or each SRC into DIRECTORY, cloning where possible.",
     )
     cp.add_argument("-r", "-R", "--recursive", action="store_true", help="copy directories recursively")
     cp.add_argument(
@@ -318,9 +381,13 @@ def _parser() -> argparse.ArgumentParser:
     )
     _add_copy_options(cp, "print each file copied", "progress bar for directories")
     cp.add_argument(
-        "--workers", type=int, default=None, help=f"threads copying files (default: {WORKERS_DEFAULT})"
+        "--workers",
+        type=_workers,
+        default=None,
+        metavar="N",
+        help=f"threads copying files, 1 to {_MAX_WORKERS} (default: {WORKERS_DEFAULT})",
     )
-    cp.add_argument("paths", nargs="+", metavar="SRC... DEST")
+    _add_operands(cp, "copied")
     cp.set_defaults(run=_cp)
 
     check = commands.add_parser(
@@ -338,6 +405,35 @@ def _parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; returns the exit status."""
-    args = _parser().parse_args(argv)
-    run: Callable[[argparse.Namespace], int] = args.run
-    return run(args)
+    _name_safe_output()
+    try:
+        args = _parser().parse_args(argv)
+        if getattr(args, "reflink", "") is None:
+            # $COWPATH_REFLINK, checked before anything is copied.
+            try:
+                args.reflink = resolve_mode(None)
+            except ValueError as exc:
+                _say(str(exc))
+                return 2
+        run: Callable[[argparse.Namespace], int] = args.run
+        status = run(args)
+        sys.stdout.flush()  # here, where a closed pipe is handled, not at exit
+        return status
+    except KeyboardInterrupt:
+        # cp, mv and dedupe say what an interrupt leaves; elsewhere nothing was changed.
+        return 130
+    except (BrokenPipeError, _OutputClosed):
+        # The reader went away (cowpath du | head): stop quietly, as the
+        # coreutils stop on SIGPIPE. Later writes, and the flush at exit,
+        # go nowhere instead of raising again.
+        with contextlib.suppress(OSError):
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, sys.stdout.fileno())
+            os.close(devnull)
+        return 128 + getattr(signal, "SIGPIPE", 13)
+    except OSError as exc:
+        # A last resort: each command reports the errors it expects with
+        # its own words; anything else still gets one line, not a traceback.
+        names = " ".join(f"'{os.fsdecode(n)}'" for n in (exc.filename, exc.filename2) if n is not None)
+        _say(f"{names}: {_why(exc)}" if names else _why(exc))
+        return 1

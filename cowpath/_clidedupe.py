@@ -11,6 +11,7 @@ import sys
 from collections.abc import Callable
 from typing import Any
 
+from ._backend import Backend
 from ._cliutil import Bar, human_size, say
 from ._dedupe import open_quietly
 from ._dedupetree import Name, Summary, dedupe_paths, walk
@@ -95,7 +96,7 @@ def _sync_filesystem(path: str) -> None:
 def _dedupe(args: argparse.Namespace) -> int:
     before = None if args.dry_run else _free_bytes(args.paths)
     show_bar = args.progress if args.progress is not None else sys.stderr.isatty()
-    bar = Bar(show_bar and not args.json)
+    bar = Bar(show_bar and not args.json, asked=args.progress is True)
     try:
         summary = dedupe_paths(
             args.paths,
@@ -116,7 +117,8 @@ def _dedupe(args: argparse.Namespace) -> int:
     if args.json:
         json.dump(_as_json(summary, args.dry_run, reclaimed), sys.stdout, indent=2)
         print()
-    else:
+    elif summary.files_examined or not summary.failures:
+        # After errors alone, a summary of zeros would say nothing.
         _print_summary(summary, args.dry_run, reclaimed)
     return 1 if summary.failures else 0
 
@@ -137,15 +139,22 @@ def _as_json(summary: Summary, dry_run: bool, reclaimed: int | None) -> dict[str
     }
 
 
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}{'' if n == 1 else 's'}"
+
+
 def _print_summary(summary: Summary, dry_run: bool, reclaimed: int | None) -> None:
     if dry_run:
         for group in summary.groups:
             for dup in group.dups:
                 print(f"would dedupe '{_shown(dup)}' onto '{_shown(group.src)}' ({human_size(group.size)})")
     verb = "would share" if dry_run else "now share"
-    print(f"{summary.files_examined} files examined, {len(summary.groups)} groups of identical files")
     print(
-        f"{summary.files_deduped} files {verb} {human_size(summary.bytes_deduped)} "
+        f"{_count(summary.files_examined, 'file')} examined, "
+        f"{_count(len(summary.groups), 'group')} of identical files"
+    )
+    print(
+        f"{_count(summary.files_deduped, 'file')} {verb} {human_size(summary.bytes_deduped)} "
         f"({summary.already_shared} already shared)"
     )
     if reclaimed is not None:
@@ -154,40 +163,59 @@ def _print_summary(summary: Summary, dry_run: bool, reclaimed: int | None) -> No
 
 def _du(args: argparse.Namespace) -> int:
     chosen = backend()
-    fmt = str if args.bytes else human_size
+    fmt: Callable[[int], str] = str if args.bytes else human_size
     status = 0
     print(f"{'Total':>10}  {'Exclusive':>10}  {'Set shared':>10}  Filename")
     for top in args.paths:
-        summary = Summary()
-        usage = Usage()
-        inodes: set[tuple[int, int]] = set()
-        for found in walk([top], True, summary):
-            key = (found.st.st_dev, found.st.st_ino)
-            if key in inodes:
-                continue  # another name of a file already counted
-            inodes.add(key)
-            try:
-                fd = open_quietly(found.path, follow=False)
-                try:
-                    extents = chosen.extents(fd)
-                finally:
-                    os.close(fd)
-            except CannotClone as signal:
-                summary.fail(found.path, f"{os.strerror(signal.errno)} ({signal.detail})")
-                continue
-            except OSError as exc:
-                summary.fail(found.path, exc.strerror or str(exc))
-                continue
-            mine = Usage()
-            mine.add(extents)
-            usage.merge(mine)
-            if not args.summarize:
-                print(f"{fmt(mine.total):>10}  {fmt(mine.exclusive):>10}  {'-':>10}  {_shown(found.path)}")
-        for path, why in summary.failures:
-            say(f"cannot read '{_shown(path)}': {why}")
+        if not _du_path(top, chosen, fmt, args.summarize):
             status = 1
-        print(f"{fmt(usage.total):>10}  {fmt(usage.exclusive):>10}  {fmt(usage.set_shared):>10}  {top}")
     return status
+
+
+def _du_path(top: str, chosen: Backend, fmt: Callable[[int], str], summarize: bool) -> bool:
+    """Print the lines of one PATH of ``cowpath du``; False when some file could not be measured."""
+    summary = Summary()
+    usage = Usage()
+    inodes: set[tuple[int, int]] = set()
+    # Files a filesystem cannot map (tmpfs, ext4 without FIEMAP...), by
+    # reason: said once, not once for each of its files.
+    unmapped: dict[str, list[Name]] = {}
+    measured = 0
+    for found in walk([top], True, summary):
+        key = (found.st.st_dev, found.st.st_ino)
+        if key in inodes:
+            continue  # another name of a file already counted
+        inodes.add(key)
+        try:
+            fd = open_quietly(found.path, follow=False)
+            try:
+                extents = chosen.extents(fd)
+            finally:
+                os.close(fd)
+        except CannotClone as signal:
+            unmapped.setdefault(f"{os.strerror(signal.errno)} ({signal.detail})", []).append(found.path)
+            continue
+        except OSError as exc:
+            summary.fail(found.path, exc.strerror or str(exc))
+            continue
+        mine = Usage()
+        mine.add(extents)
+        usage.merge(mine)
+        measured += 1
+        if not summarize:
+            print(f"{fmt(mine.total):>10}  {fmt(mine.exclusive):>10}  {'-':>10}  {_shown(found.path)}")
+    for path, why in summary.failures:
+        say(f"cannot read '{_shown(path)}': {why}")
+    for why, paths in unmapped.items():
+        if len(paths) == 1:
+            say(f"cannot read '{_shown(paths[0])}': {why}")
+        else:
+            say(f"cannot read {len(paths)} files under '{top}', such as '{_shown(paths[0])}': {why}")
+    failed = bool(summary.failures or unmapped)
+    if not measured and failed:
+        return False  # nothing measured: no line of zeros for PATH
+    print(f"{fmt(usage.total):>10}  {fmt(usage.exclusive):>10}  {fmt(usage.set_shared):>10}  {top}")
+    return not failed
 
 
 def add_commands(commands: Any) -> None:
@@ -213,7 +241,7 @@ def add_commands(commands: Any) -> None:
         "--progress",
         action=argparse.BooleanOptionalAction,
         default=None,
-        help="progress bar (default: when stderr is a terminal; needs tqdm)",
+        help="progress bar (default: when stderr is a terminal; needs tqdm: pip install 'cowpath[cli]')",
     )
     dedupe.add_argument("paths", nargs="+", metavar="PATH")
     dedupe.set_defaults(run=_dedupe)

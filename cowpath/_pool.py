@@ -280,12 +280,13 @@ class CopyPool:
 
     def finish(self) -> None:
         """Copy what is still queued, wait for the threads; raise what ended the copy, if anything."""
+        # The walk is over: the totals are final for every file still to copy.
+        with self.lock:
+            self.scanning = False
         if self.pending:
             waiting, self.pending = self.pending, []
             for batch in waiting:
                 self.run(batch)
-        with self.lock:
-            self.scanning = False
         self.close()
         if self.fatal is not None:
             raise self.fatal

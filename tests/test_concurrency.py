@@ -9,11 +9,13 @@ versions (or holds a partial one) is seen at once.
 from __future__ import annotations
 
 import errno
+import functools
 import multiprocessing
 import os
 import shutil
 import sys
 import threading
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -108,12 +110,39 @@ def _copy_after_all_looked(src: str, dst: str, mode: str, atomic: bool, barrier:
     cowpath.copyfile(src, dst, reflink=mode, atomic=atomic)  # type: ignore[arg-type]
 
 
-def _in_children(target: Callable[..., None], sources: list[Path], *args: Any) -> None:
+def _threads_gone(timeout: float = 5) -> None:
+    """Wait until this process is one thread again: a thread that join() has
+    seen finish may still be exiting in the kernel, and fork() counts it."""
+    deadline = time.monotonic() + timeout
+    while len(os.listdir("/proc/self/task")) > 1 and time.monotonic() < deadline:
+        time.sleep(0.001)
+
+
+def _in_children(
+    target: Callable[..., None],
+    sources: list[Path],
+    *args: Any,
+    alongside: Callable[[], object] | None = None,
+) -> None:
+    """``target`` in a forked child for each source; they pass the barrier they are given together.
+
+    The children are forked first, and only then does ``alongside`` start
+    what runs beside them (a reader thread): fork() in a process that has
+    threads can deadlock the child, and Python 3.12+ warns of it. This
+    process is one more party to the barrier, so no child goes on before
+    ``alongside`` is done.
+    """
+    _threads_gone()
     context = multiprocessing.get_context("fork")
-    barrier = context.Barrier(len(sources))
+    barrier = context.Barrier(len(sources) + 1)
     children = [context.Process(target=target, args=(str(src), *args, barrier)) for src in sources]
     for child in children:
         child.start()
+    try:
+        if alongside is not None:
+            alongside()
+    finally:
+        barrier.wait(timeout=60)
     for child in children:
         child.join()
     assert [child.exitcode for child in children] == [0] * len(sources)
@@ -165,6 +194,10 @@ class _Reader:
         self.thread.join()
 
 
+def _start_reader(readers: list[_Reader], path: Path, size: int, count: int) -> None:
+    readers.append(_Reader(path, size, count))
+
+
 def _copy_in_child(src: str, dst: str, mode: str, barrier: Any) -> None:
     barrier.wait()
     cowpath.copyfile(src, dst, reflink=mode, atomic=True)  # type: ignore[arg-type]
@@ -190,18 +223,27 @@ def test_racing_atomic_copies_leave_one_whole_version(
         dst = any_fs / f"dst-{round_number}"
         if existing:
             dst.write_bytes(b"F" * size)
-        reader = _Reader(dst, size, count)
+        readers: list[_Reader] = []
         try:
             if runner == "threads":
+                readers.append(_Reader(dst, size, count))
 
                 def make(src: Path, dst: Path = dst) -> Callable[[], None]:
                     return lambda: cowpath.copyfile(src, dst, reflink=mode, atomic=True)  # type: ignore[arg-type]
 
                 assert _run_threads([make(src) for src in sources]) == []
             else:
-                _in_children(_copy_in_child, sources, str(dst), mode)
+                _in_children(
+                    _copy_in_child,
+                    sources,
+                    str(dst),
+                    mode,
+                    alongside=functools.partial(_start_reader, readers, dst, size, count),
+                )
         finally:
-            reader.stop()
+            for reader in readers:
+                reader.stop()
+        (reader,) = readers
         assert _whole(dst.read_bytes(), size, count)
         assert reader.bad == [], "a reader saw a partial or mixed file"
         assert leftovers(any_fs) == []

@@ -36,9 +36,14 @@ def test_worker_default_is_what_the_code_computes(monkeypatch: pytest.MonkeyPatc
         pytest.param((ROOT / "docs" / "cli.md").read_text, id="docs-cli"),
         pytest.param((ROOT / "docs" / "migrating.md").read_text, id="docs-migrating"),
         pytest.param(
-            lambda: subprocess.run(
-                [sys.executable, "-m", "cowpath", "cp", "--help"], capture_output=True, text=True, check=True
-            ).stdout,
+            lambda: (
+                subprocess.run(
+                    [sys.executable, "-m", "cowpath", "cp", "--help"],
+                    capture_output=True,
+                    text=True,
+                    check=True,
+                ).stdout
+            ),
             id="cli-help",
         ),
     ],

@@ -223,4 +223,4 @@ def test_the_command_runs_as_a_program(xfs: Path) -> None:
         env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parent.parent)},
     )
     assert done.returncode == 0, done.stderr
-    assert "2 files examined, 1 groups of identical files" in done.stdout
+    assert "2 files examined, 1 group of identical files" in done.stdout

@@ -37,6 +37,10 @@ if [ "$(id -u)" = 0 ]; then
     export COWPATH_REQUIRE_LOOPFS=1
 fi
 
+# Each run writes a JUnit XML report, from which the summary counts.
+reports=$(mktemp -d "${TMPDIR:-/tmp}/cowpath-test-reports.XXXXXX")
+trap 'rm -rf "$reports"' EXIT
+
 status=0
 summary=""
 for py in $PYTHONS; do
@@ -45,21 +49,25 @@ for py in $PYTHONS; do
     echo "=== Python $version ($py)"
     [ -x "$venv/bin/python" ] || "$py" -m venv "$venv"
     "$venv/bin/python" -m pip install -q --disable-pip-version-check -e ".[test]"
-    if "$venv/bin/python" -m pytest -p no:cacheprovider "$@"; then
-        summary="$summary\n  Python $version: passed"
+    if "$venv/bin/python" -m pytest -p no:cacheprovider --junitxml="$reports/$version.xml" "$@"; then
+        result="passed"
     else
-        summary="$summary\n  Python $version: FAILED"
+        result="FAILED"
         status=1
     fi
+    counts=$("$venv/bin/python" tools/test_counts.py "$reports/$version.xml")
+    summary="$summary\n  Python $version: $result ($counts)"
 done
 # The same suite against the built wheel installed in a fresh environment
 # (newest Python), so that a file missing from the package is caught.
 echo "=== installed wheel ($venv)"
-if PYTHON="$venv/bin/python" bash tools/wheel_test.sh "$@"; then
-    summary="$summary\n  installed wheel: passed"
+if PYTHON="$venv/bin/python" JUNIT_XML="$reports/wheel.xml" bash tools/wheel_test.sh "$@"; then
+    result="passed"
 else
-    summary="$summary\n  installed wheel: FAILED"
+    result="FAILED"
     status=1
 fi
+counts=$("$venv/bin/python" tools/test_counts.py "$reports/wheel.xml")
+summary="$summary\n  installed wheel, Python $version: $result ($counts)"
 printf "=== summary%b\n" "$summary"
 exit $status

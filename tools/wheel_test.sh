@@ -8,11 +8,16 @@
 #   bash tools/wheel_test.sh                        # with python3
 #   PYTHON=.venv-3.12/bin/python bash tools/wheel_test.sh
 #   bash tools/wheel_test.sh -k docs                # extra arguments go to pytest
+#   JUNIT_XML=report.xml bash tools/wheel_test.sh    # keep pytest's JUnit XML report
 #
 # PYTHON needs the build and twine modules (both in the test extra). Network
 # access to the package index is needed for the build backend and the extra.
 # Set KEEP_WHEEL_TEST=1 to keep the temporary directory for inspection.
 set -euo pipefail
+case "${JUNIT_XML:-}" in
+    /* | "") ;;
+    *) JUNIT_XML="$PWD/$JUNIT_XML" ;;  # the tests run in another directory
+esac
 cd "$(dirname "$0")/.."
 ROOT=$(pwd)
 PY=${PYTHON:-python3}
@@ -73,5 +78,11 @@ cd "$work/run"
 # COWPATH_EXPECT_INSTALLED makes tests/test_installed.py check that cowpath
 # comes from the venv's site-packages; the lint tests check a source tree,
 # which is not here.
+# JUNIT_XML names where the report goes (tools/test.sh reads it); the
+# counts from it close this run's output either way.
+report=${JUNIT_XML:-$work/junit.xml}
+status=0
 env -u PYTHONPATH COWPATH_EXPECT_INSTALLED=1 COWPATH_SKIP_LINT=1 \
-    "$venv_python" -m pytest -p no:cacheprovider "$@"
+    "$venv_python" -m pytest -p no:cacheprovider --junitxml="$report" "$@" || status=$?
+say "installed wheel: $("$venv_python" "$ROOT/tools/test_counts.py" "$report")"
+exit $status
