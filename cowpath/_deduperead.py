@@ -3,24 +3,40 @@
 ``FIDEDUPERANGE`` compares from the page cache, and reads a page that is
 missing alone, waiting for it. :class:`Prefetch` reads the files first,
 window by window, each window's files in the order they lie on disk, while
-the previous window is being compared.
+the previous window is being compared, and keeps each file it read mapped
+until its window is compared, so that the pages stay in the cache.
 """
 
 from __future__ import annotations
 
 import contextlib
+import mmap
 import os
+import sys
 import threading
 from collections.abc import Callable
 from typing import Final, Generic, Protocol, TypeVar
 
 from ._dedupe import open_quietly
 
-__all__ = ["WINDOW", "File", "Prefetch", "place", "read_ahead", "window_bytes", "windows_of"]
+__all__ = [
+    "WINDOW",
+    "WINDOW_FILES",
+    "File",
+    "Prefetch",
+    "place",
+    "read_ahead",
+    "window_bytes",
+    "windows_of",
+]
 
 #: Bytes of files read ahead at once: the window being compared is in the
 #: page cache while the next is being read, in disk order.
 WINDOW: Final = 256 * 1024 * 1024
+#: Files per window: each file read ahead stays mapped, holding a file
+#: descriptor (Python's mmap keeps its own), until its window is compared;
+#: two windows stay well under the usual limit of 1,024 descriptors.
+WINDOW_FILES: Final = 256
 _READ: Final = 1024 * 1024
 
 
@@ -62,21 +78,22 @@ def read_ahead(fd: int, size: int) -> None:
 
 
 def windows_of(parts: list[list[Found]]) -> list[list[list[Found]]]:
-    """The parts in the order the disk can serve them, cut into windows of about :data:`WINDOW` bytes.
+    """Groups of files in the order the disk can serve them, cut into windows of about :data:`WINDOW` bytes.
 
-    A part can be compared once all its members are read: the parts go in
-    the order of their last member on disk.
+    A group can be compared once all its members are read: the groups go
+    in the order of their last member on disk.
     """
     parts = sorted(parts, key=lambda part: max(place(item) for item in part))
     windows: list[list[list[Found]]] = []
-    held = WINDOW
+    held, files = WINDOW, WINDOW_FILES
     for part in parts:
         size = part[0].st.st_size * len(part)
-        if held + size > WINDOW:
+        if held + size > WINDOW or files + len(part) > WINDOW_FILES:
             windows.append([])
-            held = 0
+            held = files = 0
         windows[-1].append(part)
         held += size
+        files += len(part)
     return windows
 
 
@@ -87,69 +104,128 @@ class Prefetch(Generic[Found]):
     kernel may drop advised read-ahead when the device is busy, and a page
     that is missing when the comparison reaches it is read alone, 4 KiB
     at a time, while the comparison waits (measured: 2-3 times slower over
-    the benchmark tree).
+    the benchmark tree). For the same reason each file read stays mapped
+    (read-only) until its window has been compared: the kernel evicts
+    clean pages that no process maps first, under memory pressure or when
+    anyone writes ``/proc/sys/vm/drop_caches``, and does not evict mapped
+    ones for the latter at all. Two windows at most are held.
     """
 
-    def __init__(self, windows: list[list[list[Found]]], wanted: Callable[[Found], bool]) -> None:
+    def __init__(
+        self,
+        windows: list[list[list[Found]]],
+        split: Callable[[list[list[Found]]], tuple[list[list[Found]], list[Found]]],
+        wanted: Callable[[Found], bool],
+    ) -> None:
         self.windows = windows
+        self.split = split
         self.wanted = wanted
         self.ready = [threading.Event() for _ in windows]
         self.room = threading.Semaphore(2)  # the window being compared and the next
+        self.parts: list[tuple[list[list[Found]], list[Found]]] = [([], []) for _ in windows]
+        self.held: list[list[mmap.mmap]] = [[] for _ in windows]
+        self.compared = 0
         self.stopped = False
+        self.error: BaseException | None = None
         self.thread = threading.Thread(target=self._run, name="cowpath-dedupe-read", daemon=True)
         self.thread.start()
 
     def _run(self) -> None:
         buffer = bytearray(_READ)
         try:
-            for window, ready in zip(self.windows, self.ready, strict=True):
+            for index, window in enumerate(self.windows):
                 self.room.acquire()
                 if self.stopped:
                     return
-                if window_bytes(window) <= WINDOW:
-                    for item in sorted((item for part in window for item in part), key=place):
+                self.parts[index] = self.split(window)
+                parts = self.parts[index][0]
+                if _fits(parts):
+                    for item in sorted((item for part in parts for item in part), key=place):
                         if self.stopped:
                             return
                         if self.wanted(item):
-                            _read_into_cache(item, buffer)
-                ready.set()
+                            pinned = _read_into_cache(item, buffer)
+                            if pinned is not None:
+                                self.held[index].append(pinned)
+                self.ready[index].set()
+        except BaseException as exc:  # handed to the comparing thread, which raises it
+            self.error = exc
         finally:
             for ready in self.ready:
                 ready.set()
 
-    def wait(self, index: int) -> bool:
-        """Wait until window ``index`` is in the cache; False if it was too large to be read ahead."""
+    def wait(self, index: int) -> tuple[list[list[Found]], list[Found], bool]:
+        """Wait for window ``index``: its parts, its files left alone, and whether the parts are in the cache.
+
+        A window too large to be held is not read ahead (False).
+        """
         self.ready[index].wait()
-        return window_bytes(self.windows[index]) <= WINDOW
+        if self.error is not None:
+            raise self.error
+        parts, alone = self.parts[index]
+        return parts, alone, _fits(parts)
 
     def next(self) -> None:
-        """One window compared: the reader may start on another."""
+        """One window compared: its files are let go, and the reader may start on another."""
+        _release(self.held[self.compared])
+        self.compared += 1
         self.room.release()
 
     def stop(self) -> None:
         self.stopped = True
         self.room.release()
         self.thread.join()
+        for held in self.held:
+            _release(held)
 
 
-def _read_into_cache(item: File, buffer: bytearray) -> None:
-    """Read the whole file, for the page cache only; failures are the comparison's to report."""
+def _read_into_cache(item: File, buffer: bytearray) -> mmap.mmap | None:
+    """Read the whole file into the page cache and map it, read-only, to keep it there.
+
+    Returns the mapping (None where the file could not be mapped: it is
+    then only read). Failures are the comparison's to report.
+    """
     if _READV is None:
-        return  # Windows, which has no dedupe call either
+        return None  # Windows, which has no dedupe call either
     try:
         fd = open_quietly(item.path, follow=False)
     except OSError:
-        return
+        return None
     try:
         read_ahead(fd, item.st.st_size)
         view = memoryview(buffer)
         while _READV(fd, [view]) == len(view):
             pass
+        return _pin(fd, item.st.st_size)
     except OSError:
-        pass
+        return None
     finally:
         os.close(fd)
 
 
+# MAP_POPULATE maps every page now (they were just read); without it
+# nothing would be mapped until touched.
+_POPULATE: Final[int] = getattr(mmap, "MAP_POPULATE", 0)
+
+
+def _pin(fd: int, size: int) -> mmap.mmap | None:
+    if sys.platform == "win32" or not _POPULATE or size <= 0:
+        return None
+    try:
+        return mmap.mmap(fd, size, flags=mmap.MAP_SHARED | _POPULATE, prot=mmap.PROT_READ)
+    except (OSError, ValueError, OverflowError):
+        return None  # the file shrank, or no address space left: reading is enough
+
+
+def _release(held: list[mmap.mmap]) -> None:
+    while held:
+        held.pop().close()
+
+
 def window_bytes(window: list[list[Found]]) -> int:
     return sum(part[0].st.st_size * len(part) for part in window)
+
+
+def _fits(parts: list[list[Found]]) -> bool:
+    """Whether the parts can be held in the cache, mapped, as one window."""
+    return window_bytes(parts) <= WINDOW and sum(map(len, parts)) <= WINDOW_FILES

@@ -3,14 +3,16 @@
 The work is arranged to read as little as possible, in disk order. Files
 are grouped by filesystem and size (a stat each, no data read); a group is
 split by a cheap partial check, three blocks of each file
-(:func:`~cowpath._dedupe.sample`), read for all files in disk order; then
-the kernel's own comparison in ``FIDEDUPERANGE`` is the full check: it
-compares both files under lock and shares only what is equal. A
-destination it finds different starts a group of its own. The kernel
-reads a missing page on its own and waits for it, so a reader thread
-reads the files into the page cache first, in disk order, one window of
-:data:`~cowpath._deduperead.WINDOW` bytes ahead of the comparisons. No file's data is hashed,
-and no byte is read twice from disk. ``dry_run`` compares the files itself
+(:func:`~cowpath._dedupe.sample`); then the kernel's own comparison in
+``FIDEDUPERANGE`` is the full check: it compares both files under lock and
+shares only what is equal. A destination it finds different starts a group
+of its own. The kernel reads a missing page on its own and waits for it,
+so a reader thread works one window of
+:data:`~cowpath._deduperead.WINDOW` bytes ahead of the comparisons: it
+makes the partial check of the window's files, then reads the files that
+passed into the page cache, both in disk order, and keeps them mapped
+until they are compared. No file's data is hashed, and no byte is read
+twice from disk. ``dry_run`` compares the files itself
 instead (the kernel call would change the storage).
 
 Symlinks are never followed; hard links of one inode count once; files
@@ -188,11 +190,12 @@ class _Run:
         self.progress = progress
         self.refused: dict[int, str] = {}  # st_dev -> why that filesystem cannot dedupe
 
-    def split(self, groups: list[list[Found]]) -> list[list[Found]]:
-        """The partial check of every member, read in disk order; parts of two or more files.
+    def split(self, groups: list[list[Found]]) -> tuple[list[list[Found]], list[Found]]:
+        """The partial check of every member, read in disk order: parts of two or more files, and the rest.
 
         Reading the small samples file after file in disk order keeps the
-        disk's own read-ahead useful; group by group they are seeks.
+        disk's own read-ahead useful; group by group they are seeks. Runs
+        in the reader thread, a window ahead of the comparisons.
         """
         samples: dict[int, bytes] = {}
         for item in sorted((item for group in groups for item in group), key=place):
@@ -218,8 +221,7 @@ class _Run:
                     parts.append(part)
                 else:
                     alone += part
-        self.progress(len(alone), sum(item.st.st_size for item in alone))
-        return parts
+        return parts, alone
 
     def part(self, members: list[Found], prefetched: bool) -> None:
         """Dedupe a part onto its first member; a member found different starts the next round."""
@@ -385,15 +387,16 @@ def dedupe_paths(
 
     chosen = backend()
     run = _Run(chosen, summary, dry_run, advance)
-    windows = windows_of(run.split(groups))
     # Where the OS has no dedupe call, or a filesystem has refused it, the
     # files are not read ahead: nothing will compare them.
     can_dedupe = dry_run or type(chosen).dedupe is not Backend.dedupe
-    reader = Prefetch(windows, lambda item: can_dedupe and item.st.st_dev not in run.refused)
+    windows = windows_of(groups)
+    reader = Prefetch(windows, run.split, lambda item: can_dedupe and item.st.st_dev not in run.refused)
     try:
-        for index, window in enumerate(windows):
-            cached = reader.wait(index)
-            for part in window:
+        for index in range(len(windows)):
+            parts, alone, cached = reader.wait(index)
+            advance(len(alone), sum(item.st.st_size for item in alone))
+            for part in parts:
                 run.part(part, prefetched=cached)
             reader.next()
     finally:
