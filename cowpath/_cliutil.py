@@ -6,9 +6,10 @@ import codecs
 import importlib
 import io
 import sys
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from ._pool import TreeProgress
+if TYPE_CHECKING:
+    from ._pool import TreeProgress
 
 __all__ = ["PROG", "Bar", "OutputClosed", "human_size", "name_safe_output", "say", "tell", "why"]
 

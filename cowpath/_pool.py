@@ -14,13 +14,14 @@ from __future__ import annotations
 import functools
 import threading
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Final, Protocol
 
 from . import _procs
 
 if TYPE_CHECKING:
+    from concurrent.futures import ThreadPoolExecutor
+
     from ._procs import Helper, Helpers
 
 __all__ = ["CopyPool", "FileSlot", "TreeProgress"]
@@ -149,6 +150,10 @@ class CopyPool:
             self.pending_files += len(batch)
             if self.pending_files < _POOL_THRESHOLD:
                 return
+            # Imported here: concurrent.futures brings logging, which a copy
+            # that never starts threads has no use for.
+            from concurrent.futures import ThreadPoolExecutor
+
             self.pool = ThreadPoolExecutor(self.workers, thread_name_prefix="cowpath")
             self.inflight = threading.BoundedSemaphore(self.workers * _QUEUED_PER_THREAD)
             waiting, self.pending = self.pending, []

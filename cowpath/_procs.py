@@ -29,10 +29,12 @@ import contextlib
 import os
 import select
 import signal
-import subprocess
 import sys
 import threading
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
+
+if TYPE_CHECKING:
+    import subprocess
 
 from ._worker import DECLINED, READY, read_frame, write_frame
 
@@ -69,7 +71,9 @@ class Helper:
     """One helper process and its two pipes."""
 
     def __init__(self) -> None:
-        self.process = subprocess.Popen(
+        import subprocess  # only once a tree is large enough to use helpers
+
+        self.process: subprocess.Popen[bytes] = subprocess.Popen(
             [sys.executable, "-I", "-S", "-c", _BOOT, str(os.getpid())],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
