@@ -108,10 +108,12 @@ def _remove_directory_fd(path: Any, name: Any, parent: int | None, record: Recor
             return False
         with os.scandir(fd) as listing:
             entries = list(listing)
+        # os.path.join(path, name), spelled out: this loop runs once per file.
+        sep: Any = b"/" if encode else "/"
+        prefix = path if path.endswith(sep) else path + sep
         for entry in entries:
             # A listing by descriptor gives str names.
-            child_name: Any = os.fsencode(entry.name) if encode else entry.name
-            child = os.path.join(path, child_name)
+            child = prefix + (os.fsencode(entry.name) if encode else entry.name)
             try:
                 st = entry.stat(follow_symlinks=False)
             except FileNotFoundError:
