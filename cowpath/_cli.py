@@ -193,6 +193,7 @@ def _mv(args: argparse.Namespace) -> int:
                 if os.path.isdir(target) and not os.path.islink(target):
                     # An empty directory is replaced, as mv replaces it.
                     os.rmdir(target)
+                before = (report.files_cloned, report.files_copied)
                 try:
                     move_with_progress(src, target, copy2, args.reflink, report, bar.update)
                 finally:
@@ -209,7 +210,7 @@ def _mv(args: argparse.Namespace) -> int:
                 status = 1
             else:
                 if args.verbose:
-                    print(f"renamed '{src}' -> '{target}'")
+                    _tell(_mv_verbose(src, target, report, before))
     except KeyboardInterrupt:
         bar.close()
         _say("interrupted; every source is whole where its destination is not")
@@ -220,6 +221,15 @@ def _mv(args: argparse.Namespace) -> int:
         if summary:
             _say(summary)
     return status
+
+
+def _mv_verbose(src: str, target: str, report: CopyReport, before: tuple[int, int]) -> str:
+    """What -v says of one source moved: renamed, or cloned or copied and then removed, as GNU mv says."""
+    cloned = report.files_cloned - before[0]
+    copied = report.files_copied - before[1]
+    if not cloned and not copied:
+        return f"renamed '{src}' -> '{target}'"
+    return f"{'copied' if copied else 'cloned'} '{src}' -> '{target}'\nremoved '{src}'"
 
 
 def _mv_summary(report: CopyReport) -> str:

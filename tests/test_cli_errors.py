@@ -126,9 +126,10 @@ def test_du_of_a_missing_path_has_no_line_of_zeros(tmp_path: Path) -> None:
 
 def test_summaries_name_only_what_happened(tmp_path: Path) -> None:
     (tmp_path / "a").write_bytes(b"x" * 300)
-    moved = cowpath("mv", tmp_path / "a", tmp_path / "b")
+    moved = cowpath("mv", "-v", tmp_path / "a", tmp_path / "b")
     assert moved.returncode == 0, moved.stderr
     assert moved.stderr == "cowpath: 1 file renamed (300 B)\n"
+    assert moved.stdout == f"renamed '{tmp_path / 'a'}' -> '{tmp_path / 'b'}'\n"
     copied = cowpath("cp", "--reflink=never", tmp_path / "b", tmp_path / "c")
     assert copied.stderr == "cowpath: 0 files cloned (0 B shared), 1 copied (300 B)\n"
 

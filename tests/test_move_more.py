@@ -109,7 +109,9 @@ def test_mv_moves_several_sources_into_a_directory(subvolumes: tuple[Path, Path]
     assert (second / "f").stat().st_size == 70000
     assert not (first / "tree").exists()
     assert not (first / "f").exists()
-    assert f"renamed '{first / 'f'}' -> '{second / 'f'}'" in done.stdout
+    # As GNU mv -v says of a move that had to copy: the copy, then the removal.
+    assert f"cloned '{first / 'f'}' -> '{second / 'f'}'\nremoved '{first / 'f'}'\n" in done.stdout
+    assert f"cloned '{first / 'tree'}' -> '{second / 'tree'}'\nremoved '{first / 'tree'}'\n" in done.stdout
     assert done.stderr.startswith("cowpath: 4 files cloned (")  # nothing renamed: not named
 
 
