@@ -19,16 +19,24 @@ from tests.faultutil import SmallFilesystems
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def cowpath(
-    *args: str | os.PathLike[str], env: dict[str, str] | None = None
+def python(
+    *args: str | os.PathLike[str], env: dict[str, str] | None = None, cwd: Path | None = None
 ) -> subprocess.CompletedProcess[str]:
+    """This Python run with ``args``, the checkout's cowpath importable; its output as text."""
     return subprocess.run(
-        [sys.executable, "-m", "cowpath", *map(str, args)],
+        [sys.executable, *map(str, args)],
         capture_output=True,
         text=True,
         check=False,
+        cwd=cwd,
         env={**os.environ, "PYTHONPATH": str(ROOT), "COLUMNS": "200", **(env or {})},
     )
+
+
+def cowpath(
+    *args: str | os.PathLike[str], env: dict[str, str] | None = None, cwd: Path | None = None
+) -> subprocess.CompletedProcess[str]:
+    return python("-m", "cowpath", *args, env=env, cwd=cwd)
 
 
 def _no_traceback(done: subprocess.CompletedProcess[str] | subprocess.CompletedProcess[bytes]) -> None:
@@ -76,14 +84,7 @@ def test_an_empty_cowpath_reflink_means_auto(tmp_path: Path) -> None:
 )
 def test_bad_options_are_usage_errors(tmp_path: Path, args: list[str]) -> None:
     (tmp_path / "A").write_text("data")
-    done = subprocess.run(
-        [sys.executable, "-m", "cowpath", *args],
-        capture_output=True,
-        text=True,
-        check=False,
-        cwd=tmp_path,
-        env={**os.environ, "PYTHONPATH": str(ROOT)},
-    )
+    done = cowpath(*args, cwd=tmp_path)
     assert done.returncode == 2
     _no_traceback(done)
     assert "usage: cowpath" in done.stderr
@@ -204,14 +205,7 @@ def test_ctrl_c_exits_130_without_a_traceback(
 ) -> None:
     """Ctrl-C where no command catches it itself (cp, mv and dedupe do, and say what it left)."""
     code = textwrap.dedent(_INTERRUPTED.format(module=module, name=name))
-    done = subprocess.run(
-        [sys.executable, "-c", code, *args],
-        capture_output=True,
-        text=True,
-        check=False,
-        cwd=tmp_path,
-        env={**os.environ, "PYTHONPATH": str(ROOT)},
-    )
+    done = python("-c", code, *args, cwd=tmp_path)
     assert done.returncode == 130
     assert done.stderr == ""
 
@@ -283,14 +277,7 @@ def test_paths_nobody_cannot_read_are_one_line_errors(small: SmallFilesystems) -
         (["du", "locked"], "cowpath: cannot read 'locked': Permission denied"),
         (["clean", "locked"], "cowpath: cannot clean 'locked': Permission denied"),
     ]:
-        done = subprocess.run(
-            [sys.executable, "-c", _AS_NOBODY, *args],
-            capture_output=True,
-            text=True,
-            check=False,
-            cwd=base,
-            env={**os.environ, "PYTHONPATH": str(ROOT)},
-        )
+        done = python("-c", _AS_NOBODY, *args, cwd=base)
         assert done.returncode == 1, (args, done.stderr)
         assert done.stderr.splitlines() == [error], args
     assert (base / "src" / "f").read_text() == "data"
