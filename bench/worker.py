@@ -50,7 +50,7 @@ def _watch_helpers(peaks: list[int]) -> None:
 
     def closing(helper: _procs.Helper) -> None:
         try:
-            with open(f"/proc/{helper.process.pid}/status") as f:
+            with open(f"/proc/{helper.pid}/status") as f:
                 peaks.extend(int(line.split()[1]) for line in f if line.startswith("VmHWM:"))
         except OSError:
             pass

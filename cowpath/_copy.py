@@ -18,7 +18,8 @@ from ._common import Metadata, ReflinkMode, StrOrBytesPath, resolve_mode
 from ._engine import transfer
 from ._metadata import apply_by_path
 from ._select import backend
-from ._tree import TreeOptions, TreeProgress, copy_tree
+from ._tree import TreeOptions, TreeProgress
+from ._treecopy import copy_tree
 
 if TYPE_CHECKING:
     from ._report import CopyReport

@@ -31,7 +31,8 @@ from ._common import Metadata, ReflinkMode, StrOrBytesPath, resolve_mode
 from ._copy import _copyfile, copy, copy2, copyfile, metadata_of
 from ._moveclean import Record, changed_error, identity, remove_copied
 from ._stale import clean_quietly, make_locked
-from ._tree import TreeOptions, TreeProgress, copy_tree
+from ._tree import TreeOptions, TreeProgress
+from ._treecopy import copy_tree
 
 if TYPE_CHECKING:
     from ._report import CopyReport

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Union
 from ._common import Metadata, ReflinkMode, resolve_mode
 from ._copy import _copyfile
 from ._move import move_path, pathlib_tree_options
-from ._tree import copy_tree
+from ._treecopy import copy_tree
 
 if TYPE_CHECKING:
     from ._report import CopyReport

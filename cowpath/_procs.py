@@ -42,6 +42,8 @@ __all__ = ["DECLINED", "MIN_FILES", "Helper", "Helpers", "available"]
 
 #: The walk starts helpers once it has found this many files.
 MIN_FILES = 2000
+# Helpers are forked where that is safe; tests turn it off to try fresh interpreters.
+FORK = True
 # Tests set it: the threads wait for the helpers to start instead of copying meanwhile.
 WAIT_FOR_HELPERS = False
 
@@ -67,24 +69,70 @@ def available() -> bool:
     return gil is None or bool(gil())
 
 
+def _one_thread() -> bool:
+    """Whether this process has no thread but the calling one (any thread: Python's or a library's)."""
+    try:
+        return len(os.listdir("/proc/self/task")) == 1
+    except OSError:
+        return False
+
+
 class Helper:
-    """One helper process and its two pipes."""
+    """One helper process and its two pipes.
+
+    Forked where this process has one thread and nothing can hold a lock
+    a child would wait on forever: ready at once, with everything imported.
+    Otherwise a fresh interpreter, which takes tens of milliseconds to be
+    ready.
+    """
 
     def __init__(self) -> None:
+        self.process: subprocess.Popen[bytes] | None = None
+        self.ready = False
+        self.dead = False
+        self.returncode: int | None = None
+        if FORK and _one_thread():
+            self._fork()
+        else:
+            self._spawn()
+
+    def _spawn(self) -> None:
         import subprocess  # only once a tree is large enough to use helpers
 
-        self.process: subprocess.Popen[bytes] = subprocess.Popen(
+        self.process = process = subprocess.Popen(
             [sys.executable, "-I", "-S", "-c", _BOOT, str(os.getpid())],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             bufsize=0,
         )
-        assert self.process.stdin is not None
-        assert self.process.stdout is not None
-        self.to_fd = self.process.stdin.fileno()
-        self.from_fd = self.process.stdout.fileno()
-        self.ready = False
-        self.dead = False
+        assert process.stdin is not None
+        assert process.stdout is not None
+        self.pid = process.pid
+        self.to_fd = process.stdin.fileno()
+        self.from_fd = process.stdout.fileno()
+
+    def _fork(self) -> None:
+        from ._worker import serve_forked
+
+        to_child, from_parent = os.pipe()
+        to_parent, from_child = os.pipe()
+        parent = os.getpid()
+        pid = os.fork()
+        if pid == 0:  # pragma: no cover - the child ends in os._exit, which coverage never sees
+            code = 1
+            try:
+                os.close(from_parent)
+                os.close(to_parent)
+                code = serve_forked(to_child, from_child, parent)
+            finally:
+                os._exit(code)
+        os.close(to_child)
+        os.close(from_child)
+        for fd in (from_parent, to_parent):
+            os.set_inheritable(fd, False)
+        self.pid = pid
+        self.to_fd = from_parent
+        self.from_fd = to_parent
 
     def poll_ready(self, wait: float = 0) -> bool:
         """Whether it is ready for work, waiting up to ``wait`` seconds."""
@@ -99,10 +147,17 @@ class Helper:
             self.dead = not self.ready
         return self.ready
 
-    def call(self, message: object) -> Any:
-        """Send a batch and wait for its answer; None if the helper is gone."""
+    def send(self, message: object) -> bool:
+        """Send a batch; False if the helper is gone."""
         try:
             write_frame(self.to_fd, message)
+        except OSError:
+            self.dead = True
+        return not self.dead
+
+    def answer(self) -> Any:
+        """Wait for the answer to the batch sent; None if the helper is gone."""
+        try:
             answer = read_frame(self.from_fd)
         except (OSError, EOFError, ValueError):
             answer = None
@@ -110,11 +165,15 @@ class Helper:
             self.dead = True
         return answer
 
+    def call(self, message: object) -> Any:
+        """Send a batch and wait for its answer; None if the helper is gone."""
+        return self.answer() if self.send(message) else None
+
     def stop(self) -> None:
         """Ask it to stop after the file in hand (it answers for what it did)."""
-        if self.process.returncode is None:
+        if self.returncode is None:
             with contextlib.suppress(OSError):
-                self.process.send_signal(signal.SIGTERM)
+                os.kill(self.pid, signal.SIGTERM)
 
     def close(self) -> None:
         """End it and wait for it (no zombie); close the pipes.
@@ -125,14 +184,23 @@ class Helper:
         or to shut down.
         """
         process = self.process
-        assert process.stdin is not None
-        assert process.stdout is not None
         with contextlib.suppress(OSError):
-            process.stdin.close()
+            if process is not None and process.stdin is not None:
+                process.stdin.close()
+            else:
+                os.close(self.to_fd)
+        if self.returncode is None:
+            with contextlib.suppress(OSError):
+                os.kill(self.pid, signal.SIGKILL)
+            if process is not None:
+                self.returncode = process.wait()
+            else:
+                self.returncode = os.waitstatus_to_exitcode(os.waitpid(self.pid, 0)[1])
         with contextlib.suppress(OSError):
-            process.kill()
-        process.wait()
-        process.stdout.close()
+            if process is not None and process.stdout is not None:
+                process.stdout.close()
+            else:
+                os.close(self.from_fd)
 
 
 class Helpers:

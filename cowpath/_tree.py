@@ -11,7 +11,6 @@ are gathered in the order shutil would list them.
 
 from __future__ import annotations
 
-import contextlib
 import os
 import shutil
 import stat
@@ -28,10 +27,9 @@ from ._engine import copy_new_file
 from ._pool import CopyPool, FileSlot, TreeProgress
 from ._report import CopyReport
 from ._select import BACKEND, backend
-from ._stale import clean_quietly
 from ._treestage import ErrorTuple, TreeStaging, narrow_directory
 
-__all__ = ["WORKERS_DEFAULT", "TreeOptions", "TreeProgress", "copy_tree", "default_workers"]
+__all__ = ["WORKERS_DEFAULT", "TreeOptions", "TreeProgress", "default_workers"]
 
 #: How the default number of copying threads is chosen, as the docs and --help state it.
 WORKERS_DEFAULT: Final = "one per core, at least 2, at most 8"
@@ -112,8 +110,8 @@ class _Tree:
         # (sequence number, error) as they happen, and (sequence number, src,
         # dst) of each directory in the order its walk ended: deepest first.
         # Nothing is kept of a file once it is copied.
-        self.errors: list[tuple[int, ErrorTuple]] = []
-        self.dirs: list[tuple[int, Any, Any]] = []
+        self.errors: list[tuple[Any, ErrorTuple]] = []
+        self.dirs: list[tuple[Any, Any, Any]] = []
         # (final path, mode) of narrowed directories that get no copystat.
         self.restore: list[tuple[Any, int]] = []
         # A new tree copied with cowpath's own functions is built in a
@@ -130,7 +128,7 @@ class _Tree:
         self.seq += 1
         return self.seq
 
-    def error(self, seq: int, srcname: Any, dstname: Any, why: OSError, raising: bool = True) -> None:
+    def error(self, seq: Any, srcname: Any, dstname: Any, why: OSError, raising: bool = True) -> None:
         """Record a failure under final names; with ``first_error``, raise it instead."""
         if raising and self.options.first_error:
             raise self.staging.renamed(why) from None
@@ -364,6 +362,10 @@ class _Tree:
     def unstage(self) -> None:
         self.staging.unstage(self.narrow, self.late_failure)
 
+    def dir_records(self) -> Iterable[tuple[Any, Any, Any]]:
+        """(place, source, final path) of each directory whose walk ended, deepest first."""
+        return self.dirs
+
     def collect(self) -> list[ErrorTuple]:
         """Copy directory metadata deepest first; return errors in shutil's order."""
         for path, mode in reversed(self.restore):
@@ -373,7 +375,7 @@ class _Tree:
                 if self.options.first_error:
                     raise
                 self.late_failure((path, path, str(why)))
-        for seq, src, dst in self.dirs if self.options.dir_metadata else ():
+        for seq, src, dst in self.dir_records() if self.options.dir_metadata else ():
             if self.staging.was_lost(dst):
                 continue  # reported when it could not be moved into place
             try:
@@ -386,49 +388,3 @@ class _Tree:
                     self.errors.append((seq, (src, dst, str(why))))
         self.errors.sort(key=lambda numbered: numbered[0])
         return [error for _, error in self.errors]
-
-
-def copy_tree(src: Any, dst: Any, options: TreeOptions) -> Any:
-    sys.audit("shutil.copytree", src, dst)
-    with os.scandir(src) as listing:
-        entries = list(listing)
-    workers = options.workers
-    if workers is None:
-        workers = default_workers()
-    elif workers < 1:
-        raise ValueError(f"workers must be at least 1, not {workers!r}")
-    tree = _Tree(options, workers)
-    if options.metadata is not None:
-        # Staging left by killed copies, in the directories this copy builds in.
-        clean_quietly(os.path.dirname(dst) or os.curdir)
-        if options.dirs_exist_ok:
-            clean_quietly(dst)
-    try:
-        tree.walk(src, dst, entries, root=True)
-        tree.pool.finish()
-    except Exception:
-        # An exception from ignore, copy_function or progress: the tree is
-        # left as shutil's order leaves it, every file reached copied and
-        # the directories whose walk was complete with their metadata; the
-        # errors collected so far are dropped, as shutil drops them.
-        try:
-            tree.pool.drain()
-        finally:
-            tree.pool.abort()
-            with contextlib.suppress(OSError):
-                tree.unstage()
-        tree.collect()
-        raise
-    except BaseException:
-        # An interrupt (Ctrl-C) stops at once, copying nothing more.
-        tree.pool.abort()
-        # What was copied is moved into place, every file of it whole, as
-        # shutil leaves the files it copied before the exception.
-        with contextlib.suppress(OSError):
-            tree.unstage()
-        raise
-    tree.unstage()
-    errors = tree.collect()
-    if errors:
-        raise shutil.Error(errors)
-    return dst

@@ -64,7 +64,13 @@ class TreeStaging:
 
     def shown(self, path: Any) -> Any:
         """The name the caller knows for a path inside the staging directory."""
-        if self.path is None or not isinstance(path, (str, bytes)):
+        if self.path is None:
+            return path
+        return self.final_name(path)
+
+    def final_name(self, path: Any) -> Any:
+        """:meth:`shown`, also once the tree is moved into place."""
+        if not isinstance(path, (str, bytes)):
             return path
         for (staged, staged_sep), final in zip(self._staged, self._finals, strict=True):
             if type(path) is type(staged):

@@ -25,7 +25,7 @@ import struct
 import sys
 from typing import Any, Final
 
-__all__ = ["DECLINED", "FAILED", "FATAL", "main", "read_frame", "write_frame"]
+__all__ = ["DECLINED", "FAILED", "FATAL", "TREE", "main", "read_frame", "write_frame"]
 
 # Outcomes of a file not copied.
 DECLINED: Final = 1  # the caller copies it by the general path
@@ -34,6 +34,8 @@ FATAL: Final = 3  # (FATAL, the exception): ends the whole copy
 
 _HEADER: Final = struct.Struct("<Q")
 READY: Final = b"R"
+# The first element of a message of directories (cowpath._treecopy).
+TREE: Final = "tree"
 _PR_SET_PDEATHSIG: Final = 1
 
 
@@ -116,6 +118,9 @@ def serve(fd_in: int, fd_out: int) -> None:
         message = read_frame(fd_in)
         if message is None:
             return
+        if message[0] == TREE:
+            write_frame(fd_out, _tree_work(*message[1:]))
+            continue
         mode, metadata, direct, counting, with_stat, jobs = message
         report = CopyReport() if counting else None
         sizes: list[int] = []
@@ -143,12 +148,66 @@ def serve(fd_in: int, fd_out: int) -> None:
         write_frame(fd_out, (counts, sizes, stats, others))
 
 
-def main() -> None:
-    _die_with_parent(int(sys.argv[1]))
-    # SIGINT stays ignored where the caller ignores it (it was at exec).
+def _stopped() -> bool:
+    return bool(_stopping)
+
+
+def _tree_work(settings: tuple[Any, ...], counting: bool, items: list[tuple[Any, ...]]) -> tuple[Any, ...]:
+    """Directories and files of :mod:`cowpath._treecopy`: ``(counts, [answer of each item done])``."""
+    from ._dirwork import FAILED, DirAnswer, Settings, copy_directory, copy_files
+    from ._report import CopyReport
+
+    how = Settings(*settings)
+    report = CopyReport() if counting else None
+    answers: list[Any] = []
+    for kind, first, second in items:
+        if _stopping:
+            break
+        try:
+            if kind == "dir":
+                answer: Any = copy_directory(how, first, second, report, _stopped)
+                if answer.error is not None:
+                    answer = answer._replace(error=_picklable(answer.error))
+                outcomes = answer.outcomes
+            else:
+                answer = outcomes = copy_files(how, first, report, _stopped)
+        except Exception as exc:
+            # Not an OSError of one entry: it ends the whole copy, as in shutil.
+            answers.append((FATAL, _picklable(exc)))
+            break
+        for place, outcome in enumerate(outcomes):
+            if outcome[0] == FAILED:
+                outcomes[place] = (*outcome[:3], _picklable(outcome[3]), outcome[4])
+        answers.append(answer if isinstance(answer, DirAnswer) else list(answer))
+    counts = None
+    if report is not None:
+        counts = (report.files_cloned, report.bytes_cloned, report.files_copied, report.bytes_copied)
+    return counts, answers
+
+
+def _prepare(parent: int) -> None:
+    _die_with_parent(parent)
+    # SIGINT stays ignored where the caller ignores it.
     if signal.getsignal(signal.SIGINT) is not signal.SIG_IGN:
         signal.signal(signal.SIGINT, _stop)
     signal.signal(signal.SIGTERM, _stop)
+
+
+def serve_forked(fd_in: int, fd_out: int, parent: int) -> int:
+    """A forked helper's whole life; returns its exit status (the caller ends in ``os._exit``).
+
+    Only the calling thread exists in the child (the parent had no other),
+    so no lock can be held by a thread that is not there.
+    """
+    _stopping.clear()
+    _prepare(parent)
+    with contextlib.suppress(OSError):  # the parent is gone
+        serve(fd_in, fd_out)
+    return 0
+
+
+def main() -> None:
+    _prepare(int(sys.argv[1]))
     with contextlib.suppress(BrokenPipeError):  # the parent is gone
         serve(0, 1)
 

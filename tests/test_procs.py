@@ -36,15 +36,15 @@ def sent(monkeypatch: pytest.MonkeyPatch) -> list[int]:
     monkeypatch.setattr(_procs, "MIN_FILES", 1)
     monkeypatch.setattr(_procs, "WAIT_FOR_HELPERS", True)
     batches: list[int] = []
-    call = _procs.Helper.call
+    send = _procs.Helper.send
 
-    def counting(helper: _procs.Helper, message: tuple[object, ...]) -> object:
-        jobs = message[-1]
-        assert isinstance(jobs, list)
-        batches.append(len(jobs))
-        return call(helper, message)
+    def counting(helper: _procs.Helper, message: tuple[object, ...]) -> bool:
+        work = message[-1]
+        assert isinstance(work, list)
+        batches.append(len(work))
+        return send(helper, message)
 
-    monkeypatch.setattr(_procs.Helper, "call", counting)
+    monkeypatch.setattr(_procs.Helper, "send", counting)
     return batches
 
 
@@ -172,7 +172,7 @@ _procs.WAIT_FOR_HELPERS = True
 start = _procs.Helper.__init__
 def started(helper):
     start(helper)
-    print("helper", helper.process.pid, flush=True)
+    print("helper", helper.pid, flush=True)
 _procs.Helper.__init__ = started
 try:
     # A progress callback that takes its time: the copy lasts seconds.
@@ -261,12 +261,12 @@ from cowpath import _procs
 from cowpath._cli import main
 _procs.MIN_FILES = 1
 _procs.WAIT_FOR_HELPERS = True
-call = _procs.Helper.call
+send = _procs.Helper.send
 def counting(helper, message):
-    # One write per line: the pool's threads call this at once.
+    # One write per line: the pool's threads may call this at once.
     sys.stdout.write(f"batch {len(message[-1])}\n")
-    return call(helper, message)
-_procs.Helper.call = counting
+    return send(helper, message)
+_procs.Helper.send = counting
 sys.exit(main(sys.argv[2:]))
 """
 
