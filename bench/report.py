@@ -72,9 +72,9 @@ def _memory(row: dict[str, Any]) -> str:
     growth = row.get("rss_growth_kib")
     if growth is not None:
         text += f" (+{growth / 1024:.1f})"
-    helpers = row.get("helpers_rss_kib")
+    helpers = row.get("helpers_private_kib")
     if helpers is not None:
-        text += f"; {row.get('helpers', '?')} helpers {helpers / 1024:.1f} MiB"
+        text += f"; {row.get('helpers', '?')} helpers {helpers / 1024:.1f} MiB private"
     return text
 
 

@@ -168,9 +168,9 @@ def _summarise(row: dict[str, Any], runs: list[dict[str, Any]]) -> None:
     row["maxrss_kib"] = _median([r["maxrss_kib"] for r in good if "maxrss_kib" in r])
     growth = [r["maxrss_kib"] - r["maxrss_before_kib"] for r in good if "maxrss_before_kib" in r]
     row["rss_growth_kib"] = _median(growth)
-    helpers = [r["helpers_rss_kib"] for r in good if "helpers_rss_kib" in r]
+    helpers = [r["helpers_private_kib"] for r in good if "helpers_private_kib" in r]
     if helpers:
-        row["helpers_rss_kib"] = _median(helpers)
+        row["helpers_private_kib"] = _median(helpers)
         row["helpers"] = max(r["helpers"] for r in good if "helpers" in r)
 
 

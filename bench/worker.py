@@ -43,15 +43,21 @@ def _maxrss_kib() -> int:
 
 
 def _watch_helpers(peaks: list[int]) -> None:
-    """Append the peak RSS (KiB) of each cowpath helper process to ``peaks`` as it ends."""
+    """Append the memory (KiB) each cowpath helper process has of its own to ``peaks`` as it ends.
+
+    Private pages only (``Private_Clean`` + ``Private_Dirty``): a forked
+    helper shares the caller's pages until one side writes them, and its
+    ``VmHWM`` would count those again.
+    """
     from cowpath import _procs
 
     close = _procs.Helper.close
 
     def closing(helper: _procs.Helper) -> None:
         try:
-            with open(f"/proc/{helper.pid}/status") as f:
-                peaks.extend(int(line.split()[1]) for line in f if line.startswith("VmHWM:"))
+            with open(f"/proc/{helper.pid}/smaps_rollup") as f:
+                own = [int(line.split()[1]) for line in f if line.startswith(("Private_Clean:", "Private_Dirty:"))]
+            peaks.append(sum(own))
         except OSError:
             pass
         close(helper)
@@ -113,9 +119,9 @@ def measure(case: Case, key: str, src: str, dst: str, trace: bool) -> dict[str, 
         result["again_seconds"] = time.perf_counter() - start
         os.unlink(again)
     if helpers:
-        # Each helper's own peak, added up: the most they can have held at once.
+        # What each helper had of its own, added up.
         result["helpers"] = len(helpers)
-        result["helpers_rss_kib"] = sum(helpers)
+        result["helpers_private_kib"] = sum(helpers)
     if report is not None:
         result["report"] = {
             "files_cloned": report.files_cloned,

@@ -38,9 +38,11 @@ if TYPE_CHECKING:
 
 from ._worker import DECLINED, READY, read_frame, write_frame
 
-__all__ = ["DECLINED", "MIN_FILES", "Helper", "Helpers", "available"]
+__all__ = ["DECLINED", "MIN_FILES", "Helper", "Helpers", "available", "threshold"]
 
-#: The walk starts helpers once it has found this many files.
+#: The walk starts helpers once it has found this many files (a quarter
+#: of it where helpers are forked: they start in about a millisecond, not
+#: the tens a fresh interpreter takes).
 MIN_FILES = 2000
 # Helpers are forked where that is safe; tests turn it off to try fresh interpreters.
 FORK = True
@@ -67,6 +69,11 @@ def available() -> bool:
     gil = getattr(sys, "_is_gil_enabled", None)
     # A free-threaded build: threads do not contend, they are enough.
     return gil is None or bool(gil())
+
+
+def threshold() -> int:
+    """Files a walk must find before helpers start: fewer where they can be forked (ready at once)."""
+    return MIN_FILES // 4 if FORK and _one_thread() else MIN_FILES
 
 
 def _one_thread() -> bool:

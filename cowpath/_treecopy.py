@@ -81,6 +81,7 @@ class DirTree(_Tree):
         # The base's pool copies what is settled here (in this thread).
         super().__init__(options, 1)
         self.helper_count = workers
+        self.threshold = _procs.threshold()
         self.queue: deque[Item] = deque()
         self.busy: dict[_procs.Helper, list[Item]] = {}
         self.running: _procs.Helpers | None = None
@@ -156,7 +157,7 @@ class DirTree(_Tree):
     def run(self) -> None:
         queue = self.queue
         while queue or self.busy:
-            if self.running is None and queue and self.found >= _procs.MIN_FILES:
+            if self.running is None and queue and self.found >= self.threshold:
                 self.running = _procs.Helpers()
                 self.running.start(self.helper_count)
             running = self.running
