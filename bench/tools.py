@@ -178,10 +178,11 @@ def _tree_copier(key: str) -> Copier:
     if key == "cowpath":
         return cowpath.copytree
     if key == "cowpath-threads":
-        # The same copy with its files copied by threads only: helper
-        # processes never start (cowpath._procs).
-        from cowpath import _procs
+        # The same copy by the threaded walk alone: no copying directory by
+        # directory, no helper process (cowpath._treecopy, cowpath._procs).
+        from cowpath import _procs, _treecopy
 
+        _treecopy.BY_DIRECTORY = False
         _procs.MIN_FILES = 1 << 62
         return cowpath.copytree
     if key == "shutil":

@@ -56,7 +56,8 @@ def _watch_helpers(peaks: list[int]) -> None:
     def closing(helper: _procs.Helper) -> None:
         try:
             with open(f"/proc/{helper.pid}/smaps_rollup") as f:
-                own = [int(line.split()[1]) for line in f if line.startswith(("Private_Clean:", "Private_Dirty:"))]
+                private = ("Private_Clean:", "Private_Dirty:")
+                own = [int(line.split()[1]) for line in f if line.startswith(private)]
             peaks.append(sum(own))
         except OSError:
             pass

@@ -395,7 +395,7 @@ def _parser() -> argparse.ArgumentParser:
         type=_workers,
         default=None,
         metavar="N",
-        help=f"threads copying files, 1 to {_MAX_WORKERS} (default: {WORKERS_DEFAULT})",
+        help=f"how many copy at once, 1 to {_MAX_WORKERS} (default: {WORKERS_DEFAULT})",
     )
     _add_operands(cp, "copied")
     cp.set_defaults(run=_cp)

@@ -236,10 +236,12 @@ def copytree(
         cowpath's :func:`copy2` (the default) or :func:`copy`. Every new
         file of the tree appears only when complete.
     ``workers``
-        Threads that copy files while the tree is walked (default: one
-        per core, at least 2, at most 8; ``1`` copies in the calling
-        thread). On Linux, once the walk has found thousands of files, each
-        thread has a helper process copy its files, past the GIL. A custom
+        How many copy at once (default: one per core, at least 2, at most
+        8; ``1`` copies in the calling thread, in shutil's order). On Linux
+        a new tree is copied directory by directory, in the calling thread
+        until the walk has found hundreds of files, then by up to
+        ``workers`` helper processes, past the GIL; elsewhere, and with
+        ``ignore`` or ``dirs_exist_ok``, by threads. A custom
         ``copy_function`` is always called in the calling thread, in
         shutil's order. With ``dirs_exist_ok``, once a destination
         turns out to be a file another name may also reach (a hard link, a
