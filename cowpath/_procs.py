@@ -119,6 +119,8 @@ class Helper:
         self.from_fd = process.stdout.fileno()
 
     def _fork(self) -> None:
+        if sys.platform == "win32":  # never: helpers are used on Linux only (available())
+            raise OSError("no fork on Windows")
         from ._worker import serve_forked
 
         to_child, from_parent = os.pipe()
@@ -198,7 +200,7 @@ class Helper:
                 os.close(self.to_fd)
         if self.returncode is None:
             with contextlib.suppress(OSError):
-                os.kill(self.pid, signal.SIGKILL)
+                os.kill(self.pid, getattr(signal, "SIGKILL", signal.SIGTERM))
             if process is not None:
                 self.returncode = process.wait()
             else:
