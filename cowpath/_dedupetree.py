@@ -45,11 +45,6 @@ __all__ = ["Found", "Group", "Summary", "dedupe_paths", "walk"]
 
 Name = Union[str, bytes]  # noqa: UP007 - a runtime alias, and Python 3.10 has no `type` statement
 _READ: Final = 1024 * 1024
-#: Files up to this size are read whole into the page cache when their
-#: partial check is made: one request for the whole file costs a disk
-#: about what three requests for its three blocks cost, and a file that
-#: passes is then already in the cache for the kernel's comparison.
-WHOLE_SAMPLE: Final = 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -200,14 +195,14 @@ class _Run:
 
         Reading the small samples file after file in disk order keeps the
         disk's own read-ahead useful; group by group they are seeks. Runs
-        in the reader thread, a window ahead of the comparisons.
+        in the reader thread, a window ahead of the comparisons (for files
+        of up to :data:`~cowpath._deduperead.WHOLE_SAMPLE` bytes, once they
+        have been read whole into the page cache).
         """
         samples: dict[int, bytes] = {}
         for item in sorted((item for group in groups for item in group), key=place):
             try:
                 with contextlib.closing(_Open(item)) as opened:
-                    if item.st.st_size <= WHOLE_SAMPLE:
-                        read_ahead(opened.fd, item.st.st_size)
                     samples[id(item)] = sample(opened.fd, item.st.st_size)
             except _Changed:
                 self.summary.fail(item.path, CHANGED)

@@ -13,7 +13,8 @@ import pytest
 
 import cowpath
 from cowpath._cli import main
-from cowpath._dedupetree import CHANGED, WHOLE_SAMPLE, dedupe_paths
+from cowpath._deduperead import WHOLE_SAMPLE
+from cowpath._dedupetree import CHANGED, dedupe_paths
 from cowpath._pool import TreeProgress
 from tests.dedupeutil import MIB, SIZES, pattern, record_tree, sparse, write
 from tests.faultutil import NOBODY, in_child
