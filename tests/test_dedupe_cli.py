@@ -266,13 +266,14 @@ def test_a_clone_of_the_source_is_counted_as_already_shared(
 def test_files_read_whole_for_the_partial_check_share_only_when_identical(
     cloning_fs: Path, capsys: pytest.CaptureFixture[str], size: int
 ) -> None:
-    """Small files are read whole ahead of their partial check; a byte it does not look at still counts."""
+    """Small files are read whole before their partial check; a byte it does not look at still counts."""
     data = pattern(size, seed=size)
     write(cloning_fs / "a", data)
     write(cloning_fs / "b", data)
-    near = bytearray(data)
-    near[size // 3] ^= 1  # not in the first, middle or last block
-    write(cloning_fs / "near", bytes(near))
+    for name, at in (("near-unsampled", size // 3), ("near-last", size - 1)):
+        near = bytearray(data)
+        near[at] ^= 1  # size // 3 is not in the first, middle or last block
+        write(cloning_fs / name, bytes(near))
     before = record_tree(cloning_fs)
     status, out, _ = _run(capsys, "dedupe", "--json", str(cloning_fs))
     assert status == 0
@@ -282,5 +283,6 @@ def test_files_read_whole_for_the_partial_check_share_only_when_identical(
     ]
     assert record_tree(cloning_fs) == before
     assert cowpath.shared_bytes(cloning_fs / "a", cloning_fs / "b") == size
-    assert cowpath.shared_bytes(cloning_fs / "a", cloning_fs / "near") == 0
-    assert cowpath.shared_bytes(cloning_fs / "b", cloning_fs / "near") == 0
+    for name in ("near-unsampled", "near-last"):
+        assert cowpath.shared_bytes(cloning_fs / "a", cloning_fs / name) == 0
+        assert cowpath.shared_bytes(cloning_fs / "b", cloning_fs / name) == 0
