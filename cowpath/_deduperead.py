@@ -17,9 +17,10 @@ from __future__ import annotations
 import contextlib
 import mmap
 import os
+import queue
 import sys
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Final, Generic, Protocol, TypeVar
 
 from ._dedupe import open_quietly
@@ -161,9 +162,12 @@ class Prefetch(Generic[Found]):
         self.windows = windows
         self.split = split
         self.wanted = wanted
-        self.ready = [threading.Event() for _ in windows]
+        # Per window: its parts and the files left alone, handed over as
+        # soon as they are read, then None once the window is done.
+        self.arrivals: list[queue.SimpleQueue[tuple[list[list[Found]], list[Found]] | None]] = [
+            queue.SimpleQueue() for _ in windows
+        ]
         self.room = threading.Semaphore(2)  # the window being compared and the next
-        self.parts: list[tuple[list[list[Found]], list[Found]]] = [([], []) for _ in windows]
         self.held: list[list[mmap.mmap]] = [[] for _ in windows]
         self.cached = [False] * len(windows)
         self.compared = 0
@@ -173,44 +177,62 @@ class Prefetch(Generic[Found]):
         self.thread.start()
 
     def _run(self) -> None:
-        buffer = bytearray(_READ)
         try:
             for index, window in enumerate(self.windows):
                 self.room.acquire()
                 if self.stopped:
                     return
-                small = [group for group in window if group[0].st.st_size <= WHOLE_SAMPLE]
-                # The larger files' partial check first, then one pass: the
-                # small files whole, and the larger ones that passed.
-                parts, alone = self.split([group for group in window if group[0].st.st_size > WHOLE_SAMPLE])
-                self.cached[index] = _fits(parts + small)
-                if self.cached[index]:
-                    for item in sorted((item for part in parts + small for item in part), key=place):
-                        if self.stopped:
-                            return
-                        if self.wanted(item):
-                            pinned = _read_into_cache(item, buffer)
-                            if pinned is not None:
-                                self.held[index].append(pinned)
-                small_parts, small_alone = self.split(small)
-                self.parts[index] = (parts + small_parts, alone + small_alone)
-                self.ready[index].set()
+                self._window(index, window)
+                self.arrivals[index].put(None)
         except BaseException as exc:  # handed to the comparing thread, which raises it
             self.error = exc
         finally:
-            for ready in self.ready:
-                ready.set()
+            for arrivals in self.arrivals:
+                arrivals.put(None)
 
-    def wait(self, index: int) -> tuple[list[list[Found]], list[Found], bool]:
-        """Wait for window ``index``: its parts, its files left alone, and whether the parts are in the cache.
-
-        A window too large to be held is not read ahead (False).
+    def _window(self, index: int, window: list[list[Found]]) -> None:
+        """The larger files' partial check, then one pass in disk order: the small files whole, and the
+        larger ones that passed. Each part is handed over once its last file is read, a group of small
+        files once split by its partial check, from the cache.
         """
-        self.ready[index].wait()
-        if self.error is not None:
-            raise self.error
-        parts, alone = self.parts[index]
-        return parts, alone, self.cached[index]
+        small = [group for group in window if group[0].st.st_size <= WHOLE_SAMPLE]
+        parts, alone = self.split([group for group in window if group[0].st.st_size > WHOLE_SAMPLE])
+        units = [(part, False) for part in parts] + [(group, True) for group in small]
+        self.cached[index] = _fits([unit for unit, _ in units])
+        if not self.cached[index]:
+            small_parts, small_alone = self.split(small)
+            self.arrivals[index].put((parts + small_parts, alone + small_alone))
+            return
+        self.arrivals[index].put(([], alone))
+        left = [len(unit) for unit, _ in units]
+        buffer = bytearray(_READ)
+        order = sorted(
+            ((item, k) for k, (unit, _) in enumerate(units) for item in unit), key=lambda i: place(i[0])
+        )
+        for item, k in order:
+            if self.stopped:
+                return
+            if self.wanted(item):
+                pinned = _read_into_cache(item, buffer)
+                if pinned is not None:
+                    self.held[index].append(pinned)
+            left[k] -= 1
+            if left[k] == 0:
+                unit, unsplit = units[k]
+                self.arrivals[index].put(self.split([unit]) if unsplit else ([unit], []))
+
+    def wait(self, index: int) -> Iterator[tuple[list[list[Found]], list[Found], bool]]:
+        """The parts of window ``index`` as they are read, each with the files left alone and whether the
+        parts are in the cache (a window too large to be held is not read ahead).
+        """
+        while True:
+            arrived = self.arrivals[index].get()
+            if self.error is not None:
+                raise self.error
+            if arrived is None:
+                return
+            parts, alone = arrived
+            yield parts, alone, self.cached[index]
 
     def next(self) -> None:
         """One window compared: its files are let go, and the reader may start on another."""

@@ -401,10 +401,10 @@ def dedupe_paths(
     reader = Prefetch(windows, run.split, lambda item: can_dedupe and item.st.st_dev not in run.refused)
     try:
         for index in range(len(windows)):
-            parts, alone, cached = reader.wait(index)
-            advance(len(alone), sum(item.st.st_size for item in alone))
-            for part in parts:
-                run.part(part, prefetched=cached)
+            for parts, alone, cached in reader.wait(index):
+                advance(len(alone), sum(item.st.st_size for item in alone))
+                for part in parts:
+                    run.part(part, prefetched=cached)
             reader.next()
     finally:
         reader.stop()
