@@ -52,11 +52,14 @@ def _window() -> int:
     next is being read: two windows are held at most. Fewer, larger
     windows mean fewer passes over the disk.
     """
+    smallest, largest = 256 * _MIB, 1024 * _MIB
+    if sys.platform == "win32":
+        return smallest  # no sysconf; and nothing is mapped there (no dedupe call)
     try:
         memory = os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
-    except (AttributeError, ValueError, OSError):
-        memory = 0  # Windows has no sysconf; nothing is mapped there anyway
-    return min(max(memory // 16, 256 * _MIB), 1024 * _MIB)
+    except (ValueError, OSError):
+        return smallest
+    return min(max(memory // 16, smallest), largest)
 
 
 def _window_files() -> int:
@@ -64,14 +67,12 @@ def _window_files() -> int:
     (Python's mmap keeps its own), until its window is compared. Two windows
     and the comparisons' own descriptors stay under the process's limit.
     """
-    try:
+    limit = 1024
+    if sys.platform != "win32":
         import resource  # Unix only
 
-        limit = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
-        if limit == resource.RLIM_INFINITY:
-            limit = 1 << 20
-    except (ImportError, OSError, ValueError):
-        limit = 1024
+        soft = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+        limit = 1 << 20 if soft == resource.RLIM_INFINITY else soft
     return min(max((limit - 256) // 2, 64), 4096)
 
 
