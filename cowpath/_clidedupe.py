@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import functools
-import json
 import os
 import re
 import sys
@@ -103,7 +102,7 @@ def _dedupe(args: argparse.Namespace) -> int:
             recursive=args.recursive,
             min_size=args.min_size,
             dry_run=args.dry_run,
-            progress=bar.update,
+            progress=bar.update if bar.tqdm is not None else None,
         )
     except KeyboardInterrupt:
         bar.close()
@@ -115,6 +114,8 @@ def _dedupe(args: argparse.Namespace) -> int:
     for path, why in sorted(summary.failures, key=lambda f: os.fsencode(f[0])):
         say(f"cannot dedupe '{_shown(path)}': {why}")
     if args.json:
+        import json  # only here: a summary in words needs no JSON encoder
+
         json.dump(_as_json(summary, args.dry_run, reclaimed), sys.stdout, indent=2)
         print()
     elif summary.files_examined or not summary.failures:

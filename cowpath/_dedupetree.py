@@ -195,7 +195,9 @@ class _Run:
 
         Reading the small samples file after file in disk order keeps the
         disk's own read-ahead useful; group by group they are seeks. Runs
-        in the reader thread, a window ahead of the comparisons.
+        in the reader thread, a window ahead of the comparisons (for files
+        of up to :data:`~cowpath._deduperead.WHOLE_SAMPLE` bytes, once they
+        have been read whole into the page cache).
         """
         samples: dict[int, bytes] = {}
         for item in sorted((item for group in groups for item in group), key=place):
@@ -289,6 +291,10 @@ class _Run:
             return opened  # no extent map here: the dedupe call answers for itself
         if any(e.has("inline") for e in src_map):
             return []  # btrfs keeps this size in the metadata: it cannot be shared
+        if not any(e.has("shared") for e in src_map):
+            # No other file references any of the source's blocks: none of
+            # these can share them yet, and their maps need not be read.
+            return opened
         todo = []
         for item in opened:
             try:
@@ -324,12 +330,13 @@ class _Run:
                 self.summary.fail(item.item.path, _reason(exc))
             return []
         different = []
+        source_changed = source.changed()
         for item, outcome in zip(todo, outcomes, strict=True):
             if outcome.differs:
                 different.append(item.item)
             elif outcome.error:
                 self.summary.fail(item.item.path, os.strerror(outcome.error))
-            elif item.changed() or source.changed():
+            elif source_changed or item.changed():
                 # The kernel compared under lock: whatever it shared was
                 # identical at that moment; the writer's data is intact.
                 self.summary.fail(item.item.path, CHANGED)
@@ -394,10 +401,10 @@ def dedupe_paths(
     reader = Prefetch(windows, run.split, lambda item: can_dedupe and item.st.st_dev not in run.refused)
     try:
         for index in range(len(windows)):
-            parts, alone, cached = reader.wait(index)
-            advance(len(alone), sum(item.st.st_size for item in alone))
-            for part in parts:
-                run.part(part, prefetched=cached)
+            for parts, alone, cached in reader.wait(index):
+                advance(len(alone), sum(item.st.st_size for item in alone))
+                for part in parts:
+                    run.part(part, prefetched=cached)
             reader.next()
     finally:
         reader.stop()

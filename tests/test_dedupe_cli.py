@@ -13,6 +13,7 @@ import pytest
 
 import cowpath
 from cowpath._cli import main
+from cowpath._deduperead import WHOLE_SAMPLE
 from cowpath._dedupetree import CHANGED, dedupe_paths
 from cowpath._pool import TreeProgress
 from tests.dedupeutil import MIB, SIZES, pattern, record_tree, sparse, write
@@ -224,3 +225,64 @@ def test_the_command_runs_as_a_program(xfs: Path) -> None:
     )
     assert done.returncode == 0, done.stderr
     assert "2 files examined, 1 group of identical files" in done.stdout
+
+
+@pytest.mark.parametrize("outside", ["source", "duplicate"])
+def test_files_sharing_with_a_file_outside_the_run_are_still_deduped(
+    cloning_fs: Path, capsys: pytest.CaptureFixture[str], outside: str
+) -> None:
+    """A block shared with some other file is no proof of sharing with the group's source."""
+    tree = cloning_fs / "tree"
+    tree.mkdir()
+    data = pattern(2 * MIB + 5, seed=11)
+    write(tree / "a", data)
+    write(tree / "b", data)
+    cowpath.reflink(tree / ("a" if outside == "source" else "b"), cloning_fs / "elsewhere")
+    before = record_tree(tree)
+    status, out, _ = _run(capsys, "dedupe", "-r", "--json", str(tree))
+    assert status == 0
+    result = json.loads(out)
+    assert (result["files_deduped"], result["files_already_shared"]) == (1, 0)
+    assert result["bytes_deduped"] == len(data)
+    assert cowpath.shared_bytes(tree / "a", tree / "b") == len(data)
+    assert record_tree(tree) == before
+    assert (cloning_fs / "elsewhere").read_bytes() == data
+
+
+def test_a_clone_of_the_source_is_counted_as_already_shared(
+    cloning_fs: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    write(cloning_fs / "a", pattern(MIB + 3, seed=12))
+    cowpath.reflink(cloning_fs / "a", cloning_fs / "b")
+    write(cloning_fs / "c", pattern(MIB + 3, seed=12))
+    status, out, _ = _run(capsys, "dedupe", "--json", str(cloning_fs))
+    assert status == 0
+    result = json.loads(out)
+    assert (result["files_deduped"], result["files_already_shared"]) == (1, 1)
+    assert cowpath.shared_bytes(cloning_fs / "a", cloning_fs / "c") == MIB + 3
+
+
+@pytest.mark.parametrize("size", [64 * 1024 + 3, WHOLE_SAMPLE - 1, WHOLE_SAMPLE, WHOLE_SAMPLE + 1])
+def test_files_read_whole_for_the_partial_check_share_only_when_identical(
+    cloning_fs: Path, capsys: pytest.CaptureFixture[str], size: int
+) -> None:
+    """Small files are read whole before their partial check; a byte it does not look at still counts."""
+    data = pattern(size, seed=size)
+    write(cloning_fs / "a", data)
+    write(cloning_fs / "b", data)
+    for name, at in (("near-unsampled", size // 3), ("near-last", size - 1)):
+        near = bytearray(data)
+        near[at] ^= 1  # size // 3 is not in the first, middle or last block
+        write(cloning_fs / name, bytes(near))
+    before = record_tree(cloning_fs)
+    status, out, _ = _run(capsys, "dedupe", "--json", str(cloning_fs))
+    assert status == 0
+    groups = json.loads(out)["groups"]
+    assert [(Path(g["source"]).name, [Path(d).name for d in g["duplicates"]]) for g in groups] == [
+        ("a", ["b"])
+    ]
+    assert record_tree(cloning_fs) == before
+    assert cowpath.shared_bytes(cloning_fs / "a", cloning_fs / "b") == size
+    for name in ("near-unsampled", "near-last"):
+        assert cowpath.shared_bytes(cloning_fs / "a", cloning_fs / name) == 0
+        assert cowpath.shared_bytes(cloning_fs / "b", cloning_fs / name) == 0

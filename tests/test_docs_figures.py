@@ -41,8 +41,13 @@ PERFORMANCE = re.compile(
 )
 #: (page, figure as written): what the code or a test is built to do, not a measurement.
 CONSTANTS = {
-    ("docs/dedupe.md", "1 GiB"): "dedupe compares a large file 1 GiB at a time (cowpath/_dedupe)",
-    ("docs/dedupe.md", "256 MiB"): "the read-ahead window of dedupe",
+    ("docs/dedupe.md", "1 GiB"): "dedupe compares a large file 1 GiB at a time (cowpath/_dedupe), "
+    "and the largest read-ahead window (cowpath/_deduperead)",
+    ("docs/dedupe.md", "256 MiB"): "the smallest read-ahead window of dedupe",
+    (
+        "docs/dedupe.md",
+        "1 MiB",
+    ): "dedupe reads files up to this size whole (cowpath/_deduperead.WHOLE_SAMPLE)",
     ("docs/dedupe.md", "4 KiB"): "the kernel's page-by-page read",
     ("docs/index.md", "30 seconds"): "a heading: the time to read a section",
     ("docs/reliability.md", "20 seconds"): "the soak test's time budget per filesystem",
