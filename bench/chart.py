@@ -90,7 +90,9 @@ def draw(data: dict[str, Any], path: Path, *, dark: bool) -> None:
                 for key, label in tools:
                     row = next((r for r in case_rows if (r["fs"], r["tool"]) == (fs, key)), None)
                     ys.append(y)
-                    labels.append(label.split(" (")[0])
+                    # "reflink-copy (copytree + reflink_or_copy)" shortened; "(threads)" kept.
+                    head, _, rest = label.partition(" (")
+                    labels.append(head if " " in rest else label)
                     median = None if row is None else row.get("median_s")
                     values.append(median)
                     if median is None:
