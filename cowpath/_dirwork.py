@@ -40,6 +40,7 @@ __all__ = [
     "Settings",
     "copy_directory",
     "copy_files",
+    "join",
 ]
 
 # What became of one entry: (tag, index in the listing, name, a, b).
@@ -78,7 +79,8 @@ class DirAnswer(NamedTuple):
     outcomes: list[Outcome]
 
 
-def _join(directory: Any, name: Any) -> Any:
+def join(directory: Any, name: Any) -> Any:
+    """``os.path.join(directory, name)`` for POSIX paths, without its per-call cost."""
     sep: Any = b"/" if isinstance(directory, bytes) else "/"
     return directory + name if directory.endswith(sep) else directory + sep + name
 
@@ -131,7 +133,7 @@ def copy_entries(
         name = entry.name
         if name == settings.skip:
             continue
-        dstname = _join(dst, name)
+        dstname = join(dst, name)
         plain = False
         try:
             if entry.is_symlink():

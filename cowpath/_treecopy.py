@@ -45,6 +45,7 @@ from ._dirwork import (
     copy_directory,
     copy_entries,
     copy_files,
+    join,
 )
 from ._pool import FileSlot
 from ._select import BACKEND, backend
@@ -71,11 +72,6 @@ def _never() -> bool:
     return False
 
 
-def _join(directory: Any, name: Any) -> Any:
-    sep: Any = b"/" if isinstance(directory, bytes) else "/"
-    return directory + name if directory.endswith(sep) else directory + sep + name
-
-
 class DirTree(_Tree):
     """One new tree, copied directory by directory, by this process or by helpers."""
 
@@ -96,6 +92,8 @@ class DirTree(_Tree):
         self.records: list[Item] = []
         # The piece of work this process is doing.
         self.current: list[Item] = []
+        # The last directory listed again for the DirEntry of an entry copied here.
+        self.listed: tuple[Any, dict[Any, os.DirEntry[Any]]] | None = None
 
     # -- the walk ------------------------------------------------------------------
 
@@ -137,10 +135,10 @@ class DirTree(_Tree):
         for item in self.in_hand():
             kind, _, src, dst, name, _ = item
             if kind == "dir" and self.staging.path is not None:
-                self.staging.narrow_later.append((_join(src, name), _join(dst, name)))
+                self.staging.narrow_later.append((join(src, name), join(dst, name)))
         if self.staging.path is not None:
             for _, _, src, dst, name, _ in self.records:
-                self.narrow(_join(src, name), _join(dst, name))
+                self.narrow(join(src, name), join(dst, name))
         super().unstage()
 
     def in_hand(self) -> list[Item]:
@@ -151,7 +149,7 @@ class DirTree(_Tree):
         self.records.sort(key=lambda record: record[1], reverse=True)
         final_name = self.staging.final_name
         for _, key, src, dst, name, srcobj in self.records:
-            yield (*key, _LAST), srcobj or _join(src, name), final_name(_join(dst, name))
+            yield (*key, _LAST), srcobj or join(src, name), final_name(join(dst, name))
         yield from self.dirs
 
     # -- handing out the work ----------------------------------------------------------
@@ -180,8 +178,8 @@ class DirTree(_Tree):
         """What a helper is sent of ``item``."""
         kind, _, src, dst, names, _ = item
         if kind == "dir":
-            return (kind, _join(src, names), _join(dst, names))
-        return (kind, [(_join(src, name), _join(dst, name)) for _, name in names], None)
+            return (kind, join(src, names), join(dst, names))
+        return (kind, [(join(src, name), join(dst, name)) for _, name in names], None)
 
     def send(self, helper: _procs.Helper) -> None:
         count = max(1, min(_SEND, len(self.queue) // (2 * self.helper_count)))
@@ -217,11 +215,11 @@ class DirTree(_Tree):
         """Work a helper did not answer for: whatever it left is removed, and it is done again."""
         for kind, _, _, dst, names, _ in items:
             if kind == "dir":
-                shutil.rmtree(_join(dst, names), ignore_errors=True)
+                shutil.rmtree(join(dst, names), ignore_errors=True)
             else:
                 for _, name in names:
                     with contextlib.suppress(OSError):
-                        os.unlink(_join(dst, name))
+                        os.unlink(join(dst, name))
         self.queue.extend(items)
 
     def do_here(self, item: Item) -> None:
@@ -259,10 +257,10 @@ class DirTree(_Tree):
             for tag, index, _, first, second in result:
                 place, name = names[index]
                 self.found += 1
-                self.settle_file((*key, place), _join(src, name), _join(dst, name), tag, first, second)
+                self.settle_file((*key, place), join(src, name), join(dst, name), tag, first, second)
             return
         answer: DirAnswer = result
-        source, target = _join(src, names), _join(dst, names)
+        source, target = join(src, names), join(dst, names)
         if self.copied is not None and answer.lstat is not None:
             self.copied(source, answer.lstat)
         if answer.error is not None:
@@ -284,7 +282,7 @@ class DirTree(_Tree):
         self.found += 1
         if self.pool.progress is not None:
             self.pool.files_total += 1
-        self.settle_file((*key, index), _join(src, name), _join(dst, name), tag, first, second)
+        self.settle_file((*key, index), join(src, name), join(dst, name), tag, first, second)
 
     def settle_entries(
         self, key: Key, src: Any, dst: Any, outcomes: list[Outcome], subdirs: list[Item] | None = None
@@ -300,11 +298,11 @@ class DirTree(_Tree):
                 later.append((index, name))
             elif tag == LINK:
                 if self.copied is not None and first is not None:
-                    self.copied(_join(src, name), first)
+                    self.copied(join(src, name), first)
             elif tag == HERE:
                 self.here((*key, index), src, dst, name, first, subdirs)
             elif tag == FAILED and not second:
-                self.error((*key, index), _join(src, name), _join(dst, name), first)
+                self.error((*key, index), join(src, name), join(dst, name), first)
             else:
                 self.settle_one(key, src, dst, None, outcome)
         if self.pool.progress is not None:
@@ -340,12 +338,19 @@ class DirTree(_Tree):
             if held is not None:
                 pool.progress(held)
 
+    def entry_of(self, src: Any, name: Any) -> os.DirEntry[Any] | None:
+        """The DirEntry of ``name`` in ``src`` (listed once per directory, as shutil lists it)."""
+        if self.listed is None or self.listed[0] != src:
+            entries: dict[Any, os.DirEntry[Any]] = {}
+            with contextlib.suppress(OSError), os.scandir(src) as listing:
+                entries = {entry.name: entry for entry in listing}
+            self.listed = (src, entries)
+        return self.listed[1].get(name)
+
     def here(self, key: Key, src: Any, dst: Any, name: Any, plain: bool, subdirs: list[Item]) -> None:
         """An entry copied in this process as the tree walk copies it: a symlink followed, a special file."""
-        source, target = _join(src, name), _join(dst, name)
-        srcobj: Any = source
-        with contextlib.suppress(OSError), os.scandir(src) as listing:
-            srcobj = next((entry for entry in listing if entry.name == name), source)
+        source, target = join(src, name), join(dst, name)
+        srcobj: Any = self.entry_of(src, name) or source
         try:
             if not plain and os.path.islink(source):
                 linkto = os.readlink(source)
