@@ -23,6 +23,7 @@ import cowpath
 from cowpath import _procs
 from cowpath._linux import LinuxBackend
 from cowpath._select import use_backend
+from tests.fsutil import child_processes
 from tests.parity import outcome, tree_state
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -61,15 +62,6 @@ def _tree(root: Path, dirs: int = 6, files: int = 15) -> Path:
     return root
 
 
-def _children() -> list[int]:
-    """This process's living child processes (zombies included)."""
-    found = []
-    for task in os.listdir("/proc/self/task"):
-        with open(f"/proc/self/task/{task}/children") as f:
-            found += [int(pid) for pid in f.read().split()]
-    return found
-
-
 def _fds() -> list[str]:
     return sorted(os.listdir("/proc/self/fd"))
 
@@ -91,7 +83,7 @@ def test_helpers_copy_as_threads_do(cloning_fs: Path, sent: list[int]) -> None:
     assert len(seen) == files
     assert (seen[-1].files_done, seen[-1].bytes_done, seen[-1].scanning) == (files, report.bytes, False)
     assert _fds() == fds
-    assert _children() == [], "a helper was left running or unwaited"
+    assert child_processes() == [], "a helper was left running or unwaited"
 
 
 def test_errors_listed_in_shutils_order(xfs: Path, tmpfs: Path, sent: list[int]) -> None:
@@ -108,7 +100,7 @@ def test_errors_listed_in_shutils_order(xfs: Path, tmpfs: Path, sent: list[int])
     assert a.errors is not None
     assert len(a.errors) == 3 * 8 * 2 + 1
     assert all(os.strerror(errno.EXDEV) in str(e.why) for e in a.errors), a.errors[0]
-    assert _children() == []
+    assert child_processes() == []
 
 
 def test_move_across_filesystems_uses_helpers(xfs: Path, btrfs: Path, sent: list[int]) -> None:

@@ -18,6 +18,7 @@ import pytest
 
 import cowpath
 from cowpath import _dirwork, _procs
+from tests.fsutil import child_processes
 from tests.parity import tree_state
 
 pytestmark = pytest.mark.skipif(not _procs.available(), reason="helper processes are used on Linux only")
@@ -54,14 +55,6 @@ def _tree(root: Path, dirs: int = 8, files: int = 12) -> Path:
     return root
 
 
-def _children() -> list[int]:
-    found = []
-    for task in os.listdir("/proc/self/task"):
-        with open(f"/proc/self/task/{task}/children") as f:
-            found += [int(pid) for pid in f.read().split()]
-    return found
-
-
 def _same_as_shutil(src: Path, dst: Path, scratch: Path) -> None:
     shutil.copytree(src, scratch, symlinks=True)
     assert tree_state(dst, mtimes=True) == tree_state(scratch, mtimes=True)
@@ -77,7 +70,7 @@ def test_forked_where_the_caller_has_one_thread(cloning_fs: Path, messages: list
     assert all(helper.process is None for helper in helpers), "a helper was not forked"
     assert report.files == report.files_cloned == 8 * 12 * 2
     _same_as_shutil(src, cloning_fs / "dst", cloning_fs / "expected")
-    assert _children() == []
+    assert child_processes() == []
 
 
 def test_fresh_interpreters_where_threads_exist(cloning_fs: Path, messages: list) -> None:  # type: ignore[type-arg]
@@ -95,7 +88,7 @@ def test_fresh_interpreters_where_threads_exist(cloning_fs: Path, messages: list
     # A fork of a process with another thread is unsafe: each is a new interpreter.
     assert all(helper.process is not None for helper in helpers)
     _same_as_shutil(src, cloning_fs / "dst", cloning_fs / "expected")
-    assert _children() == []
+    assert child_processes() == []
 
 
 def test_a_large_directory_is_shared_out(xfs: Path, messages: list) -> None:  # type: ignore[type-arg]
@@ -138,7 +131,7 @@ def test_work_of_a_helper_that_dies_is_done_again(
     cowpath.copytree(src, xfs / "dst", symlinks=True)
     assert killed
     _same_as_shutil(src, xfs / "dst", xfs / "expected")
-    assert _children() == []
+    assert child_processes() == []
 
 
 def test_errors_of_helpers_and_caller_in_shutils_order(xfs: Path, tmpfs: Path, messages: list) -> None:  # type: ignore[type-arg]
