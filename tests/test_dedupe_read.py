@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from cowpath._deduperead import WHOLE_SAMPLE, Prefetch
+from cowpath._deduperead import WHOLE_SAMPLE, Prefetch, place
 from cowpath._dedupetree import Found
 from tests.dedupeutil import pattern, write
 
@@ -25,18 +25,26 @@ def _as_parts(groups: list[list[Found]]) -> tuple[list[list[Found]], list[Found]
 
 
 def test_a_part_is_handed_over_once_its_files_are_read_before_the_window_is_done(xfs: Path) -> None:
-    first = _group(xfs, "a", 64 * 1024)  # written first: first on disk
-    second = _group(xfs, "b", 64 * 1024 + 1)
-    large = _group(xfs, "c", WHOLE_SAMPLE + 1)
+    groups = [
+        _group(xfs, "a", 64 * 1024),
+        _group(xfs, "b", 64 * 1024 + 1),
+        _group(xfs, "c", WHOLE_SAMPLE + 1),
+    ]
+    # The reader goes in inode order; XFS may reuse freed inode numbers, so
+    # which group is complete first is read from the inodes, not assumed.
+    first = min(groups, key=lambda group: max(place(item) for item in group))
+    done = max(place(item) for item in first)
+    others = [item for group in groups if group is not first for item in group]
+    later = min((item for item in others if place(item) > done), key=place)
     handed = threading.Event()
 
     def wanted(item: Found) -> bool:
-        if item is second[0]:
+        if item is later:
             # The comparisons hold the first part before this file is read.
             assert handed.wait(10), "the first part was not handed over before the next was read"
         return True
 
-    reader = Prefetch([[first, second, large]], _as_parts, wanted)
+    reader = Prefetch([groups], _as_parts, wanted)
     received: list[list[str]] = []
     try:
         for parts, alone, cached in reader.wait(0):
