@@ -8,6 +8,7 @@ from __future__ import annotations
 import contextlib
 import enum
 import os
+import stat
 from typing import Final, Literal, Union
 
 __all__ = [
@@ -20,6 +21,7 @@ __all__ = [
     "ReflinkMode",
     "StrOrBytesPath",
     "copy_by_reading",
+    "identity_of",
     "remove_quietly",
     "resolve_mode",
     "token",
@@ -91,3 +93,21 @@ def remove_quietly(path: StrOrBytesPath) -> None:
 def token() -> str:
     """16 random hex digits (64 bits from the OS's generator) for a private name."""
     return os.urandom(8).hex()
+
+
+#: What identifies a file and changes with any write to it: see :func:`identity_of`.
+Identity = tuple[int, ...]
+
+
+def identity_of(st: os.stat_result) -> Identity:
+    """The parts of an ``lstat`` that a moved tree's removal compares (:mod:`cowpath._moveclean`).
+
+    A directory is known by its type and inode (its own removals change its
+    times); anything else also by its size, mtime and ctime, one of which
+    any write changes. A tuple of ints: what a helper process sends back
+    instead of the whole ``stat_result``, which costs several times more to
+    pass through a pipe.
+    """
+    if stat.S_ISDIR(st.st_mode):
+        return (stat.S_IFMT(st.st_mode), st.st_dev, st.st_ino)
+    return (stat.S_IFMT(st.st_mode), st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)

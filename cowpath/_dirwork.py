@@ -21,7 +21,7 @@ from collections.abc import Callable
 from typing import Any, Final, NamedTuple
 
 from ._backend import FileJob
-from ._common import Metadata, ReflinkMode
+from ._common import Identity, Metadata, ReflinkMode, identity_of
 from ._engine import copy_new_file
 from ._report import CopyReport
 from ._select import BACKEND
@@ -44,8 +44,8 @@ __all__ = [
 ]
 
 # What became of one entry: (tag, index in the listing, name, a, b).
-FILE: Final = 0  # copied: a = its bytes, b = the source's stat before it was read (or None)
-LINK: Final = 1  # a symlink recreated: a = its lstat before (or None)
+FILE: Final = 0  # copied: a = its bytes, b = the source's identity before it was read (or None)
+LINK: Final = 1  # a symlink recreated: a = its identity before (or None)
 SUBDIR: Final = 2  # a directory, for the caller to schedule
 HERE: Final = 3  # the caller copies it itself, by the general path: a = whether it is a plain file
 FAILED: Final = 4  # a = the OSError; b = whether it was a file (counted in progress)
@@ -72,10 +72,11 @@ class Settings(NamedTuple):
 
 
 class DirAnswer(NamedTuple):
-    """A directory's result: the error that stopped it, if any, its lstat, and its entries' outcomes."""
+    """A directory's result: the error that stopped it, if any, its identity, and its entries' outcomes."""
 
     error: OSError | None
-    lstat: os.stat_result | None
+    #: :func:`~cowpath._common.identity_of` its lstat, taken before it was listed (if ``with_stat``).
+    identity: Identity | None
     outcomes: list[Outcome]
 
 
@@ -83,6 +84,11 @@ def join(directory: Any, name: Any) -> Any:
     """``os.path.join(directory, name)`` for POSIX paths, without its per-call cost."""
     sep: Any = b"/" if isinstance(directory, bytes) else "/"
     return directory + name if directory.endswith(sep) else directory + sep + name
+
+
+def _seen(job: FileJob) -> Identity | None:
+    """The identity of a copied file's source, from its ``fstat`` before its data was read."""
+    return None if job.src_st is None else identity_of(job.src_st)
 
 
 def copy_directory(
@@ -103,18 +109,18 @@ def copy_directory(
     (or failed) and each subdirectory at once, instead of their outcomes
     being in the answer.
     """
-    lstat = None
+    identity = None
     try:
         if settings.with_stat:
-            lstat = os.lstat(src)
+            identity = identity_of(os.lstat(src))
         with os.scandir(src) as listing:
             entries = list(listing)
         os.mkdir(dst)
     except OSError as why:
-        return DirAnswer(why, lstat, [])
+        return DirAnswer(why, identity, [])
     if not settings.direct:
         narrow_directory(src, dst)
-    return DirAnswer(None, lstat, copy_entries(settings, dst, entries, report, stopping, each))
+    return DirAnswer(None, identity, copy_entries(settings, dst, entries, report, stopping, each))
 
 
 def copy_entries(
@@ -141,7 +147,7 @@ def copy_entries(
                     # Followed, as shutil follows it: the caller decides how.
                     outcomes.append((HERE, index, name, False, None))
                     continue
-                before = entry.stat(follow_symlinks=False) if with_stat else None
+                before = identity_of(entry.stat(follow_symlinks=False)) if with_stat else None
                 os.symlink(os.readlink(entry.path), dstname)
                 shutil.copystat(entry, dstname, follow_symlinks=False)
                 outcomes.append((LINK, index, name, before, None))
@@ -164,9 +170,9 @@ def copy_entries(
                     if not copy_new_file(BACKEND, job):
                         outcomes.append((HERE, index, name, True, None))
                     elif each is None:
-                        outcomes.append((FILE, index, name, job.nbytes, job.src_st if with_stat else None))
+                        outcomes.append((FILE, index, name, job.nbytes, _seen(job) if with_stat else None))
                     else:
-                        each((FILE, index, name, job.nbytes, job.src_st if with_stat else None))
+                        each((FILE, index, name, job.nbytes, _seen(job) if with_stat else None))
         except OSError as why:
             if each is not None and plain:
                 each((FAILED, index, name, why, plain))
@@ -189,7 +195,7 @@ def copy_files(
         job = FileJob(src, dst, settings.mode, settings.metadata, report=report, direct=settings.direct)
         try:
             if copy_new_file(BACKEND, job):
-                outcomes.append((FILE, index, None, job.nbytes, job.src_st if settings.with_stat else None))
+                outcomes.append((FILE, index, None, job.nbytes, _seen(job) if settings.with_stat else None))
             else:
                 outcomes.append((HERE, index, None, True, None))
         except OSError as why:

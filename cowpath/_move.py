@@ -27,7 +27,7 @@ import sys
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Final, Union
 
-from ._common import Metadata, ReflinkMode, StrOrBytesPath, resolve_mode
+from ._common import Metadata, ReflinkMode, StrOrBytesPath, identity_of, resolve_mode
 from ._copy import _copyfile, copy, copy2, copyfile, metadata_of
 from ._moveclean import Record, changed_error, identity, remove_copied
 from ._stale import clean_quietly, make_locked
@@ -223,7 +223,7 @@ def _move_tree(src: Any, real_dst: Any, copier: _TreeCopier, staged: bool, paren
     """
     record = Record()
     with contextlib.suppress(OSError):  # the copy meets the same error and raises it
-        record.add(os.fspath(src), os.lstat(src))
+        record[os.fspath(src)] = identity_of(os.lstat(src))
     parent = os.path.dirname(real_dst) or os.curdir
     locked = None
     if staged and not os.path.lexists(real_dst):
@@ -286,7 +286,7 @@ def _copytree(
         workers=None,
         progress=progress if ours else None,
         atomic=False,
-        copied=record.add,
+        copied=record.__setitem__,
     )
     copy_tree(src, dst, options)
 
@@ -358,7 +358,7 @@ def move_path(source: str, target: str, mode: ReflinkMode, report: _Report) -> N
         _move_tree(
             source,
             target,
-            lambda s, d, r: copy_tree(s, d, dataclasses.replace(options, copied=r.add)),
+            lambda s, d, r: copy_tree(s, d, dataclasses.replace(options, copied=r.__setitem__)),
             staged=True,
             parents=False,
         )

@@ -24,40 +24,31 @@ import stat
 from collections.abc import Iterable
 from typing import Any, Final
 
-__all__ = ["Record", "changed_error", "identity", "remove_copied"]
+from ._common import Identity, identity_of
 
-Identity = tuple[int, ...]
+__all__ = ["Record", "changed_error", "identity", "remove_copied"]
 
 #: The reason given in shutil.Error for what is left in the source.
 KEPT = "changed or added in the source while it was moved; left in place"
 
 
-def _identity(st: os.stat_result) -> Identity:
-    if stat.S_ISDIR(st.st_mode):
-        # Its own removals change a directory's times: only which one it is counts.
-        return (stat.S_IFMT(st.st_mode), st.st_dev, st.st_ino)
-    return (stat.S_IFMT(st.st_mode), st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
-
-
 def identity(path: Any) -> Identity | None:
     """What identifies ``path`` (not followed if a symlink) and changes with any write; None if missing."""
     try:
-        return _identity(os.lstat(path))
+        return identity_of(os.lstat(path))
     except (OSError, ValueError):
         return None
 
 
 class Record(dict[Any, Identity]):
-    """Every entry of a tree copied, by source path, as it was before its copy.
+    """Every entry of a tree copied, by source path: its :func:`~cowpath._common.identity_of` before its copy.
 
-    Filled by the tree copy itself (``TreeOptions.copied``) as it goes, from
-    the stat it takes anyway: a file's is the ``fstat`` of the open source
-    before its data is read, so no walk of its own is needed. Entries are
-    added from the copying threads; a ``dict`` item assignment is atomic.
+    Filled by the tree copy itself (``TreeOptions.copied`` is the record's
+    ``__setitem__``) as it goes, from the stat it takes anyway: a file's is
+    the ``fstat`` of the open source before its data is read, so no walk of
+    its own is needed. Entries are added from the copying threads; a
+    ``dict`` item assignment is atomic.
     """
-
-    def add(self, path: Any, st: os.stat_result) -> None:
-        self[path] = _identity(st)
 
 
 def remove_copied(top: Any, record: Record) -> list[Any]:
@@ -92,7 +83,7 @@ def _remove_directory_fd(path: Any, name: Any, parent: int | None, record: Recor
         fd = os.open(name, _OPEN_DIR, dir_fd=parent)
     except OSError as exc:
         try:
-            now: Identity | None = _identity(os.stat(name, dir_fd=parent, follow_symlinks=False))
+            now: Identity | None = identity_of(os.stat(name, dir_fd=parent, follow_symlinks=False))
         except OSError:
             now = None
         if now != expected:
@@ -103,7 +94,7 @@ def _remove_directory_fd(path: Any, name: Any, parent: int | None, record: Recor
     encode = isinstance(path, bytes)
     empty = True
     try:
-        if _identity(os.fstat(fd)) != expected:
+        if identity_of(os.fstat(fd)) != expected:
             kept.append(path)
             return False
         with os.scandir(fd) as listing:
@@ -120,7 +111,7 @@ def _remove_directory_fd(path: Any, name: Any, parent: int | None, record: Recor
                 continue  # removed meanwhile, by someone else
             if stat.S_ISDIR(st.st_mode):
                 empty = _remove_directory_fd(child, entry.name, fd, record, kept) and empty
-            elif _identity(st) == record.get(child):
+            elif identity_of(st) == record.get(child):
                 try:
                     os.unlink(entry.name, dir_fd=fd)
                 except OSError as exc:
@@ -160,7 +151,7 @@ def _remove_directory(path: Any, record: Record, kept: list[Any]) -> bool:
         st = entry.stat(follow_symlinks=False)
         if stat.S_ISDIR(st.st_mode):
             empty = _remove_directory(entry.path, record, kept) and empty
-        elif _identity(st) == record.get(entry.path):
+        elif identity_of(st) == record.get(entry.path):
             os.unlink(entry.path)
         else:
             kept.append(entry.path)

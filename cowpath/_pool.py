@@ -79,7 +79,7 @@ class Remote(Protocol):
     def remote_header(self) -> tuple[Any, ...]:
         """How every job is copied: (mode, metadata, into a private directory, counting)."""
 
-    def remote_done(self, slot: FileSlot, *, nbytes: int, src_st: Any) -> int:
+    def remote_done(self, slot: FileSlot, *, nbytes: int, identity: Any) -> int:
         """A helper copied ``slot``; return its bytes."""
 
     def remote_declined(self, slot: FileSlot) -> int:
@@ -221,7 +221,7 @@ class CopyPool:
                         settle = self._other(outcome)
                     else:
                         settle = functools.partial(
-                            remote.remote_done, nbytes=nbytes, src_st=stats[index] if stats else None
+                            remote.remote_done, nbytes=nbytes, identity=stats[index] if stats else None
                         )
                     if self.stop.is_set() or not self._settle(sent[index], settle):
                         return

@@ -22,7 +22,7 @@ from typing import Any, Final
 
 from . import _procs
 from ._backend import FileJob
-from ._common import Metadata, ReflinkMode
+from ._common import Identity, Metadata, ReflinkMode, identity_of
 from ._engine import copy_new_file
 from ._pool import CopyPool, FileSlot, TreeProgress
 from ._report import CopyReport
@@ -67,10 +67,11 @@ class TreeOptions:
     first_error: bool = False
     dir_metadata: bool = True
     make_parents: bool = True
-    # Told of each entry copied, with its source path and its stat taken
-    # before the copy read it (a move removes only those entries, unchanged:
-    # cowpath._moveclean). Directories are told before their walk.
-    copied: Callable[[Any, os.stat_result], object] | None = None
+    # Told of each entry copied, with its source path and the identity
+    # (cowpath._common.identity_of) of its stat taken before the copy read
+    # it (a move removes only those entries, unchanged: cowpath._moveclean).
+    # Directories are told before their walk.
+    copied: Callable[[Any, Identity], object] | None = None
 
 
 class _Tree:
@@ -197,7 +198,7 @@ class _Tree:
                     if self.symlinks:
                         os.symlink(linkto, dstname)
                         if lstat_before is not None and self.copied is not None:
-                            self.copied(srcname, lstat_before)
+                            self.copied(srcname, identity_of(lstat_before))
                         if self.options.dir_metadata:
                             shutil.copystat(srcobj, dstname, follow_symlinks=False)
                         continue
@@ -271,7 +272,7 @@ class _Tree:
         sys.audit("shutil.copytree", srcobj, self.staging.shown(dstname))
         try:
             if self.copied is not None:
-                self.copied(srcname, os.lstat(srcname))
+                self.copied(srcname, identity_of(os.lstat(srcname)))
             with os.scandir(srcobj) as listing:
                 entries = list(listing)
             self.walk(srcobj, dstname, entries)
@@ -296,7 +297,7 @@ class _Tree:
             before = os.lstat(slot.srcname) if copied is not None else None
             self.copy_function(slot.srcobj, slot.dstname)
             if copied is not None and before is not None:
-                copied(slot.srcname, before)
+                copied(slot.srcname, identity_of(before))
             return 0
         # With dirs_exist_ok a file may already be there: shutil rewrites it
         # in place, and so does the general path (the fast path makes new
@@ -314,7 +315,7 @@ class _Tree:
             if copy_new_file(self.backend, job):
                 if copied is not None and job.src_st is not None:
                     # The open source's fstat, before its data was read: no lstat of its own.
-                    copied(slot.srcname, job.src_st)
+                    copied(slot.srcname, identity_of(job.src_st))
                 return job.nbytes
         return self.copy_general(slot)
 
@@ -330,7 +331,7 @@ class _Tree:
             if own is not None and self.report is not None:
                 self.report.merge(own)
         if copied is not None and before is not None:
-            copied(slot.srcname, before)
+            copied(slot.srcname, identity_of(before))
         return own.bytes if own is not None else 0
 
     # -- in helper processes (cowpath._pool.Remote) -----------------------------
@@ -345,9 +346,9 @@ class _Tree:
         counting = self.report is not None
         return (self.mode, self.metadata, self.staging.path is not None, counting, self.copied is not None)
 
-    def remote_done(self, slot: FileSlot, *, nbytes: int, src_st: Any) -> int:
-        if self.copied is not None and src_st is not None:
-            self.copied(slot.srcname, src_st)
+    def remote_done(self, slot: FileSlot, *, nbytes: int, identity: Any) -> int:
+        if self.copied is not None and identity is not None:
+            self.copied(slot.srcname, identity)
         return nbytes
 
     def remote_declined(self, slot: FileSlot) -> int:

@@ -261,8 +261,8 @@ class DirTree(_Tree):
             return
         answer: DirAnswer = result
         source, target = join(src, names), join(dst, names)
-        if self.copied is not None and answer.lstat is not None:
-            self.copied(source, answer.lstat)
+        if self.copied is not None and answer.identity is not None:
+            self.copied(source, answer.identity)
         if answer.error is not None:
             self.error(key, source, target, answer.error, raising=False)
             return

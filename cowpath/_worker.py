@@ -104,11 +104,12 @@ def serve(fd_in: int, fd_out: int) -> None:
     A batch is ``(mode, metadata, direct, counting, with_stat, jobs)``; its
     answer ``(counts, sizes, stats, others)``: the report's counts (if
     ``counting``), the bytes of each job done, in order (a helper asked to
-    stop answers for the first ones only), their sources' stat (if
+    stop answers for the first ones only), their sources' identity (if
     ``with_stat``), and ``{index: (DECLINED,) or (FAILED, error) or
     (FATAL, error)}`` for the jobs not copied.
     """
     from ._backend import FileJob
+    from ._common import identity_of
     from ._engine import copy_new_file
     from ._report import CopyReport
     from ._select import BACKEND
@@ -141,7 +142,7 @@ def serve(fd_in: int, fd_out: int) -> None:
                 break
             sizes.append(job.nbytes)
             if with_stat:
-                stats.append(job.src_st)
+                stats.append(None if job.src_st is None else identity_of(job.src_st))
         counts = None
         if report is not None:
             counts = (report.files_cloned, report.bytes_cloned, report.files_copied, report.bytes_copied)
