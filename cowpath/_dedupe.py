@@ -28,7 +28,16 @@ from ._extents import Extent, physical_overlap, within
 from ._fsinfo import mount_of
 from ._select import backend
 
-__all__ = ["DedupeReport", "dedupe", "open_quietly", "read_at", "sample", "share", "shared_bytes"]
+__all__ = [
+    "DedupeReport",
+    "dedupe",
+    "open_quietly",
+    "read_at",
+    "sample",
+    "sample_ranges",
+    "share",
+    "shared_bytes",
+]
 
 #: Bytes asked of the kernel per call: measured on Linux 6.18, XFS and btrfs
 #: dedupe at most 1 GiB per call.
@@ -99,10 +108,15 @@ def sample(fd: int, size: int) -> bytes:
     Files that differ in a header, a trailer or a middle record mostly
     differ there; the kernel's own comparison remains the full check.
     """
+    return b"".join(read_at(fd, length, at) for at, length in sample_ranges(size))
+
+
+def sample_ranges(size: int) -> list[tuple[int, int]]:
+    """Where :func:`sample` reads: ``(offset, length)`` of each block."""
     if size <= 4 * SAMPLE_BLOCK:
-        return read_at(fd, size, 0)
+        return [(0, size)]
     middle = (size // 2) & ~(SAMPLE_BLOCK - 1)
-    return b"".join(read_at(fd, SAMPLE_BLOCK, at) for at in (0, middle, size - SAMPLE_BLOCK))
+    return [(at, SAMPLE_BLOCK) for at in (0, middle, size - SAMPLE_BLOCK)]
 
 
 def share(chosen: Backend, src_fd: int, size: int, dst_fds: Sequence[int]) -> list[DedupeOutcome]:

@@ -43,6 +43,12 @@ __all__ = [
 WHOLE_SAMPLE: Final = 1024 * 1024
 _READ: Final = 1024 * 1024
 _MIB: Final = 1024 * 1024
+#: While one file is read, the reading of the next ones is started: at most
+#: this many files, and this many bytes, beyond it. A disk (or the file
+#: behind a loop device) then always has requests queued, instead of one
+#: file's at a time with a round trip between files.
+AHEAD_FILES: Final = 32
+AHEAD_BYTES: Final = 32 * 1024 * 1024
 
 
 def _window() -> int:
@@ -107,7 +113,7 @@ _WILLNEED: Final[int] = getattr(os, "POSIX_FADV_WILLNEED", 0)
 _READV: Final[Callable[[int, list[memoryview]], int] | None] = getattr(os, "readv", None)
 
 
-def read_ahead(fd: int, size: int) -> None:
+def read_ahead(fd: int, size: int, offset: int = 0) -> None:
     """Start reading the file into the page cache, without waiting.
 
     The kernel's comparison in ``FIDEDUPERANGE`` reads one page at a time
@@ -116,7 +122,7 @@ def read_ahead(fd: int, size: int) -> None:
     """
     if _FADVISE is not None:
         with contextlib.suppress(OSError):
-            _FADVISE(fd, 0, size, _WILLNEED)
+            _FADVISE(fd, offset, size, _WILLNEED)
 
 
 def windows_of(parts: list[list[Found]]) -> list[list[list[Found]]]:
@@ -210,11 +216,21 @@ class Prefetch(Generic[Found]):
         order = sorted(
             ((item, k) for k, (unit, _) in enumerate(units) for item in unit), key=lambda i: place(i[0])
         )
-        for item, k in order:
+        advised = ahead = 0  # files of ``order`` advised so far; their bytes beyond the one being read
+        for position, (item, k) in enumerate(order):
             if self.stopped:
                 return
+            was_advised = position < advised
+            if was_advised:
+                ahead -= item.st.st_size
+            while advised < len(order) and advised - position <= AHEAD_FILES and ahead < AHEAD_BYTES:
+                if advised > position:
+                    # Not asked whether it is wanted: at worst AHEAD_BYTES are read for nothing.
+                    _advise(order[advised][0])
+                    ahead += order[advised][0].st.st_size
+                advised += 1
             if self.wanted(item):
-                pinned = _read_into_cache(item, buffer)
+                pinned = _read_into_cache(item, buffer, advised=was_advised)
                 if pinned is not None:
                     self.held[index].append(pinned)
             left[k] -= 1
@@ -249,11 +265,24 @@ class Prefetch(Generic[Found]):
             _release(held)
 
 
-def _read_into_cache(item: File, buffer: bytearray) -> mmap.mmap | None:
+def _advise(item: File) -> None:
+    """Start reading ``item`` into the page cache (:func:`read_ahead`), without waiting; failures are left."""
+    try:
+        fd = open_quietly(item.path, follow=False)
+    except OSError:
+        return
+    try:
+        read_ahead(fd, item.st.st_size)
+    finally:
+        os.close(fd)
+
+
+def _read_into_cache(item: File, buffer: bytearray, advised: bool = False) -> mmap.mmap | None:
     """Read the whole file into the page cache and map it, read-only, to keep it there.
 
     Mapping with ``MAP_POPULATE`` reads every page that is not in the cache
-    yet (the advice has them on their way) without copying any out of it.
+    yet (the advice, given here or beforehand with ``advised``, has them on
+    their way) without copying any out of it.
     Returns the mapping; where the file cannot be mapped, it is read
     instead (None). Failures are the comparison's to report.
     """
@@ -264,7 +293,8 @@ def _read_into_cache(item: File, buffer: bytearray) -> mmap.mmap | None:
     except OSError:
         return None
     try:
-        read_ahead(fd, item.st.st_size)
+        if not advised:
+            read_ahead(fd, item.st.st_size)
         pinned = _pin(fd, item.st.st_size)
         if pinned is None:
             view = memoryview(buffer)

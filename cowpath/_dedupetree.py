@@ -23,18 +23,17 @@ that cannot dedupe is reported and skipped.
 
 from __future__ import annotations
 
-import contextlib
 import errno
 import os
 import stat
 import threading
-from collections import defaultdict
+from collections import defaultdict, deque
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, Final, Union
 
 from ._backend import Backend
-from ._dedupe import MAX_DESTINATIONS, open_quietly, read_at, sample, share
+from ._dedupe import MAX_DESTINATIONS, open_quietly, read_at, sample, sample_ranges, share
 from ._deduperead import Prefetch, place, read_ahead, windows_of
 from ._errors import CannotClone
 from ._extents import physical_overlap, within
@@ -45,6 +44,8 @@ __all__ = ["Found", "Group", "Summary", "dedupe_paths", "walk"]
 
 Name = Union[str, bytes]  # noqa: UP007 - a runtime alias, and Python 3.10 has no `type` statement
 _READ: Final = 1024 * 1024
+#: Files opened ahead of the partial check, their sampled blocks already on their way from the disk.
+SAMPLES_AHEAD: Final = 32
 
 
 @dataclass(frozen=True)
@@ -200,14 +201,45 @@ class _Run:
         have been read whole into the page cache).
         """
         samples: dict[int, bytes] = {}
-        for item in sorted((item for group in groups for item in group), key=place):
+        following = iter(sorted((item for group in groups for item in group), key=place))
+        # The next files, opened, their blocks on their way (or why they could not be opened).
+        ahead: deque[tuple[Found, _Open | Exception]] = deque()
+
+        def advance() -> bool:
+            item = next(following, None)
+            if item is None:
+                return False
             try:
-                with contextlib.closing(_Open(item)) as opened:
-                    samples[id(item)] = sample(opened.fd, item.st.st_size)
-            except _Changed:
-                self.summary.fail(item.path, CHANGED)
-            except OSError as exc:
-                self.summary.fail(item.path, _reason(exc))
+                opened = _Open(item)
+            except (_Changed, OSError) as exc:
+                ahead.append((item, exc))
+                return True
+            for at, length in sample_ranges(item.st.st_size):
+                read_ahead(opened.fd, length, at)
+            ahead.append((item, opened))
+            return True
+
+        try:
+            while len(ahead) < SAMPLES_AHEAD and advance():
+                pass
+            while ahead:
+                item, opened = ahead.popleft()
+                advance()
+                if isinstance(opened, _Changed):
+                    self.summary.fail(item.path, CHANGED)
+                elif isinstance(opened, OSError):
+                    self.summary.fail(item.path, _reason(opened))
+                elif isinstance(opened, _Open):
+                    try:
+                        samples[id(item)] = sample(opened.fd, item.st.st_size)
+                    except OSError as exc:
+                        self.summary.fail(item.path, _reason(exc))
+                    finally:
+                        opened.close()
+        finally:
+            for _, left in ahead:
+                if isinstance(left, _Open):
+                    left.close()
         parts: list[list[Found]] = []
         alone = []
         for group in groups:
