@@ -198,6 +198,22 @@ def test_a_file_changed_during_the_run_is_reported_and_keeps_what_was_written(cl
     assert cowpath.shared_bytes(cloning_fs / "big-a", cloning_fs / "big-b") == 4 * MIB
 
 
+def test_the_partial_check_opened_ahead_leaves_no_descriptor_open(cloning_fs: Path) -> None:
+    # More files over WHOLE_SAMPLE than the partial check opens ahead of itself.
+    size = WHOLE_SAMPLE + 4096
+    for group in range(24):
+        data = pattern(size, seed=group + 10)
+        for member in range(3):
+            write(cloning_fs / f"g{group}-{member}", data)
+    fds = sorted(os.listdir("/proc/self/fd"))
+    summary = dedupe_paths([str(cloning_fs)])
+    assert sorted(os.listdir("/proc/self/fd")) == fds
+    assert summary.failures == []
+    assert len(summary.groups) == 24
+    for group in range(24):
+        assert cowpath.shared_bytes(cloning_fs / f"g{group}-0", cloning_fs / f"g{group}-2") == size
+
+
 def test_du_counts_each_shared_extent_once(cloning_fs: Path, capsys: pytest.CaptureFixture[str]) -> None:
     a = write(cloning_fs / "a", pattern(MIB))
     for name in ("c1", "c2"):
