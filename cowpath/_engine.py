@@ -23,6 +23,7 @@ once, at :func:`transfer`'s boundary.
 
 from __future__ import annotations
 
+import contextlib
 import enum
 import errno
 import os
@@ -39,6 +40,8 @@ from ._staging import Staging, create, private_name, stage, umask
 __all__ = ["copy_new_file", "transfer"]
 
 _NONBLOCK: Final = getattr(os, "O_NONBLOCK", 0)
+# A new file under its final name, as :func:`cowpath._staging.create` makes one.
+_NEW_FILE: Final = WRITE_FLAGS | os.O_CREAT | os.O_EXCL
 
 
 class _Dest(enum.Enum):
@@ -101,7 +104,11 @@ def copy_new_file(backend: Backend, job: FileJob) -> bool:
         src_st = os.fstat(src_fd)
         if not stat.S_ISREG(src_st.st_mode):
             return False
-        if not _write_staged(backend, Source(job, src_fd, src_st), job.dst, None, restat=False):
+        source = Source(job, src_fd, src_st)
+        if job.direct and not backend.clones_new_files:
+            if not _write_direct(backend, source):
+                return False
+        elif not _write_staged(backend, source, job.dst, None, restat=False):
             return False
         job.src_st = src_st
     except CannotClone as signal:
@@ -276,6 +283,38 @@ def _write_staged(
     except BaseException:
         staging.discard()
         raise
+    job.nbytes = nbytes
+    if job.report is not None:
+        job.report.record(cloned=cloned, nbytes=nbytes)
+    job.by_path = not applied
+    return True
+
+
+def _write_direct(backend: Backend, source: Source) -> bool:
+    """A tree's new file in its private directory, made under its own name; False if it cannot be created.
+
+    Nobody else can enter that directory (:mod:`cowpath._treestage`), so
+    the file needs no staging name: it is created, filled, given its
+    metadata by descriptor and closed, with no more than those system
+    calls. If it cannot be created, nothing is: the tree's general path
+    then meets the error shutil would.
+    """
+    job = source.job
+    try:
+        fd = os.open(job.dst, _NEW_FILE, 0o666)
+    except OSError:
+        return False
+    try:
+        cloned, nbytes = _fill(backend, Transfer(source, fd, 0, job.dst))
+        metadata = job.metadata
+        applied = metadata is Metadata.NONE or apply_by_fd(backend, source.fd, fd, source.st, metadata)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.close(fd)
+        remove_quietly(job.dst)
+        raise
+    # A deferred write error (NFS, FUSE) is raised here; the file keeps its name, as a staged one does.
+    os.close(fd)
     job.nbytes = nbytes
     if job.report is not None:
         job.report.record(cloned=cloned, nbytes=nbytes)
