@@ -94,6 +94,9 @@ class DirTree(_Tree):
         self.current: list[Item] = []
         # The last directory listed again for the DirEntry of an entry copied here.
         self.listed: tuple[Any, dict[Any, os.DirEntry[Any]]] | None = None
+        # No progress to report and no record to keep: a file copied is
+        # settled by its audit event alone.
+        self.quick = options.progress is None and options.copied is None
 
     # -- the walk ------------------------------------------------------------------
 
@@ -254,10 +257,14 @@ class DirTree(_Tree):
             raise result[1]
         kind, key, src, dst, names, srcobj = item
         if kind == "files":
+            self.found += len(result)
+            src_prefix, dst_prefix = join(src, src[:0]), join(dst, dst[:0])
             for tag, index, _, first, second in result:
                 place, name = names[index]
-                self.found += 1
-                self.settle_file((*key, place), join(src, name), join(dst, name), tag, first, second)
+                if tag == FILE and self.quick:
+                    sys.audit("shutil.copyfile", src_prefix + name, dst_prefix + name)
+                else:
+                    self.settle_file((*key, place), src_prefix + name, dst_prefix + name, tag, first, second)
             return
         answer: DirAnswer = result
         source, target = join(src, names), join(dst, names)
@@ -290,9 +297,15 @@ class DirTree(_Tree):
         later: list[tuple[int, Any]] = []
         if subdirs is None:
             subdirs = []
+        quick = self.quick
+        src_prefix, dst_prefix = join(src, src[:0]), join(dst, dst[:0])
         for outcome in outcomes:
             tag, index, name, first, second = outcome
-            if tag == SUBDIR:
+            if tag == FILE and quick:
+                # All there is to settle of a file copied: its audit event.
+                self.found += 1
+                sys.audit("shutil.copyfile", src_prefix + name, dst_prefix + name)
+            elif tag == SUBDIR:
                 subdirs.append(("dir", (*key, index), src, dst, name, None))
             elif tag == LATER:
                 later.append((index, name))
