@@ -2,9 +2,10 @@
 
 Drawn to be read at the width the docs show it (about 800 px): tool names
 on the axis instead of a legend, the value at the end of every bar, times
-in ms or s, a note where a tool has no bar (the bare ioctl on ext4, which
-cannot clone). The background is transparent; ``dark=True`` draws the
-twin for the site's dark scheme (light text).
+in ms or s, a note where a tool has no bar (the floors on ext4, which
+cannot clone: the bare ioctl and the bare system calls). The background
+is transparent; ``dark=True`` draws the twin for the site's dark scheme
+(light text).
 """
 
 from __future__ import annotations

@@ -70,6 +70,7 @@ TOOLS: Final[tuple[Tool, ...]] = (
     Tool("cp", "tree", "cp -a --reflink=auto", command=("cp", "-a", "--reflink=auto")),
     Tool("reflink-copy", "tree", "reflink-copy (copytree + reflink_or_copy)", distribution="reflink-copy"),
     Tool("reflink", "tree", "reflink (copytree + reflink, copyfile fallback)", distribution="reflink"),
+    Tool("floor", "tree", "bare system calls (floor)", clone_only=True),
     Tool("cowpath", "smalltree", "cowpath.copytree"),
     Tool("cowpath-threads", "smalltree", "cowpath.copytree (threads)"),
     Tool("shutil", "smalltree", "shutil.copytree"),
@@ -82,11 +83,12 @@ TOOLS: Final[tuple[Tool, ...]] = (
     Tool("ficlone", "file", "FICLONE ioctl (floor)", clone_only=True),
 )
 
-#: Per case, the tools each row is compared with. For the single file the
-#: floor is the bare ioctl where clones exist; on ext4 (no clones) the ratio
-#: to shutil is the one that matters.
+#: Per case, the tools each row is compared with. Where clones exist, the
+#: floor of the single file is the bare ioctl, and the tree's the same system
+#: calls from bare Python loops in parallel processes; on ext4 (no clones)
+#: the ratio to shutil is the one that matters.
 BASELINES: Final[dict[Case, tuple[str, ...]]] = {
-    "tree": ("cp", "shutil"),
+    "tree": ("cp", "shutil", "floor"),
     "smalltree": ("cp", "shutil"),
     "file": ("ficlone", "shutil", "cp"),
 }
@@ -172,6 +174,80 @@ def _ficlone() -> Copier:
     return clone
 
 
+def _floor_tree() -> Copier:
+    """What the tree's system calls alone cost from Python, spread over processes: the floor.
+
+    One forked process per core (cowpath's default number of workers) takes
+    every Nth entry of the top directory and makes, for each file, the nine
+    system calls cowpath makes (open, fstat, create, FICLONE, utimensat,
+    flistxattr, fchmod, two closes) in a bare loop: no checks, no staging,
+    no error handling, no fallback to copying, no work shared out as it
+    comes. No Python copy can be cheaper; cowpath's distance to it is its
+    own overhead.
+    """
+    import fcntl  # here, before the clock starts
+
+    def _bare_file(src: str, dst: str) -> None:
+        # The system calls of cowpath's copy2 of a new file, in its order, and nothing else.
+        src_fd = os.open(src, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+        st = os.fstat(src_fd)
+        dst_fd = os.open(dst, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o666)
+        fcntl.ioctl(dst_fd, FICLONE, src_fd)
+        os.utime(dst_fd, ns=(st.st_atime_ns, st.st_mtime_ns))
+        os.listxattr(src_fd)
+        os.chmod(dst_fd, st.st_mode & 0o7777)
+        os.close(dst_fd)
+        os.close(src_fd)
+
+    def _bare_dir(src: str, dst: str) -> None:
+        os.mkdir(dst)
+        with os.scandir(src) as listing:
+            entries = list(listing)
+        for entry in entries:
+            target = dst + "/" + entry.name
+            if entry.is_dir(follow_symlinks=False):
+                _bare_dir(entry.path, target)
+            else:
+                _bare_file(entry.path, target)
+        st = os.stat(src)
+        os.utime(dst, ns=(st.st_atime_ns, st.st_mtime_ns))
+        os.chmod(dst, st.st_mode & 0o7777)
+
+    def copy_tree(src: str, dst: str) -> object:
+        count = max(2, min(8, os.cpu_count() or 1))
+        os.mkdir(dst)
+        with os.scandir(src) as listing:
+            entries = list(listing)
+        pids = []
+        for k in range(count):
+            pid = os.fork()
+            if pid == 0:  # the child ends in os._exit
+                code = 0
+                try:
+                    for entry in entries[k::count]:
+                        target = os.path.join(dst, entry.name)
+                        if entry.is_dir(follow_symlinks=False):
+                            _bare_dir(entry.path, target)
+                        else:
+                            _bare_file(entry.path, target)
+                except OSError as exc:
+                    code = 3 if exc.errno in (errno.EOPNOTSUPP, errno.EXDEV, errno.EINVAL) else 1
+                finally:
+                    os._exit(code)
+            pids.append(pid)
+        codes = [os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]) for pid in pids]
+        if 3 in codes:
+            raise Unavailable("no clone here (the bare loop has no fallback to copying)")
+        if any(codes):
+            raise RuntimeError(f"a bare copy process failed: exit codes {codes}")
+        st = os.stat(src)
+        os.utime(dst, ns=(st.st_atime_ns, st.st_mtime_ns))
+        os.chmod(dst, st.st_mode & 0o7777)
+        return dst
+
+    return copy_tree
+
+
 def _tree_copier(key: str) -> Copier:
     import cowpath
 
@@ -187,6 +263,8 @@ def _tree_copier(key: str) -> Copier:
         return cowpath.copytree
     if key == "shutil":
         return shutil.copytree
+    if key == "floor":
+        return _floor_tree()
     per_file = {"reflink-copy": _reflink_copy, "reflink": _reflink_with_fallback}[key]()
     copy_function = _with_stat(per_file)
 
