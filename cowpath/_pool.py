@@ -22,6 +22,7 @@ from . import _procs
 if TYPE_CHECKING:
     from concurrent.futures import ThreadPoolExecutor
 
+    from ._common import Identity
     from ._procs import Helper, Helpers
 
 __all__ = ["CopyPool", "FileSlot", "TreeProgress"]
@@ -79,7 +80,7 @@ class Remote(Protocol):
     def remote_header(self) -> tuple[Any, ...]:
         """How every job is copied: (mode, metadata, into a private directory, counting)."""
 
-    def remote_done(self, slot: FileSlot, *, nbytes: int, identity: Any) -> int:
+    def remote_done(self, slot: FileSlot, *, nbytes: int, identity: Identity | None) -> int:
         """A helper copied ``slot``; return its bytes."""
 
     def remote_declined(self, slot: FileSlot) -> int:

@@ -346,7 +346,7 @@ class _Tree:
         counting = self.report is not None
         return (self.mode, self.metadata, self.staging.path is not None, counting, self.copied is not None)
 
-    def remote_done(self, slot: FileSlot, *, nbytes: int, identity: Any) -> int:
+    def remote_done(self, slot: FileSlot, *, nbytes: int, identity: Identity | None) -> int:
         if self.copied is not None and identity is not None:
             self.copied(slot.srcname, identity)
         return nbytes
