@@ -134,12 +134,13 @@ def copy_entries(
     """The outcome of each entry of a listing, copied into the existing directory ``dst``."""
     outcomes: list[Outcome] = []
     files = 0
-    mode, metadata, with_stat = settings.mode, settings.metadata, settings.with_stat
+    mode, metadata, with_stat, direct = settings.mode, settings.metadata, settings.with_stat, settings.direct
+    prefix = join(dst, dst[:0])
     for index, entry in enumerate(entries):
         name = entry.name
         if name == settings.skip:
             continue
-        dstname = join(dst, name)
+        dstname = prefix + name
         plain = False
         try:
             if entry.is_symlink():
@@ -166,7 +167,7 @@ def copy_entries(
                     break
                 else:
                     files += 1
-                    job = FileJob(entry.path, dstname, mode, metadata, report=report, direct=settings.direct)
+                    job = FileJob(entry.path, dstname, mode, metadata, report=report, direct=direct)
                     if not copy_new_file(BACKEND, job):
                         outcomes.append((HERE, index, name, True, None))
                     elif each is None:
