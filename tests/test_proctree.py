@@ -8,9 +8,12 @@ checks the copy against shutil's, and that the helpers were really used.
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import signal
+import subprocess
+import sys
 import threading
 from pathlib import Path
 
@@ -149,3 +152,70 @@ def test_errors_of_helpers_and_caller_in_shutils_order(xfs: Path, tmpfs: Path, m
         (s, d.replace("/serial", "/dst"), w.replace("/serial", "/dst")) for s, d, w in serial.value.args[0]
     ]
     assert len(ours.value.args[0]) == 4 * (3 + 3 + 1) + 2
+
+
+# Audit hooks cannot be removed: each copy runs in a child of its own.
+AUDITED = r"""
+import json, os, sys
+sys.path.insert(0, sys.argv[1])
+import shutil
+import cowpath
+from cowpath import _procs
+_procs.MIN_FILES = 1
+_procs.WAIT_FOR_HELPERS = True
+sent = []
+send = _procs.Helper.send
+def counting(helper, message):
+    sent.append(len(message[-1]))
+    return send(helper, message)
+_procs.Helper.send = counting
+events = []
+def hook(event, args):
+    if event in ("shutil.copyfile", "shutil.copytree"):
+        events.append((event, os.fsdecode(os.fspath(args[0])), os.fsdecode(os.fspath(args[1]))))
+sys.addaudithook(hook)
+how, src, dst = sys.argv[2:5]
+if how == "shutil":
+    shutil.copytree(src, dst)
+elif how == "progress":
+    cowpath.copytree(src, dst, progress=lambda p: None)
+else:
+    cowpath.copytree(src, dst)
+print(json.dumps({"events": events, "sent": sum(sent)}))
+"""
+
+
+def _audited(how: str, src: Path, dst: Path) -> tuple[list[tuple[str, str, str]], int]:
+    """The copy's audit events, each as (event, source under ``src``, the destination's last parts)."""
+    root = Path(__file__).resolve().parent.parent
+    done = subprocess.run(
+        [sys.executable, "-c", AUDITED, str(root), how, str(src), str(dst)],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    result = json.loads(done.stdout)
+    events = []
+    for event, source, target in result["events"]:
+        relative = Path(source).relative_to(src)
+        # The destination as far as the source is deep: a copy staged in a
+        # private directory names its files there, under the same relative path.
+        parts = Path(target).parts
+        tail = Path(*parts[len(parts) - len(relative.parts) :]) if relative.parts else Path()
+        events.append((event, str(relative), str(tail)))
+    return sorted(events), result["sent"]
+
+
+@pytest.mark.parametrize("how", ["plain", "progress"])
+def test_audit_events_of_helpers_files_are_shutils(xfs: Path, how: str) -> None:
+    src = _tree(xfs / "src", dirs=4, files=6)
+    # More files than one piece of work: the rest go out as pieces of their own.
+    big = src / "big"
+    big.mkdir()
+    for f in range(_dirwork.CHUNK + 20):
+        (big / f"h{f}").write_bytes(b"h" * f)
+    expected, _ = _audited("shutil", src, xfs / "expected")
+    events, sent = _audited(how, src, xfs / "dst")
+    assert sent > 0, "no work went to a helper"
+    assert events == expected
+    assert len([e for e in expected if e[0] == "shutil.copyfile"]) == 4 * (6 * 2 + 1) + _dirwork.CHUNK + 20
