@@ -35,13 +35,11 @@ from ._backend import Backend, FileJob, Route, Source, Transfer
 from ._common import READ_FLAGS, WRITE_FLAGS, Metadata, StrOrBytesPath, remove_quietly
 from ._errors import CannotClone, named
 from ._metadata import apply_by_fd, apply_by_path, keep_identity, narrow_mode
-from ._staging import Staging, create, private_name, stage, umask
+from ._staging import NEW_FILE, Staging, create, private_name, stage, umask
 
 __all__ = ["copy_new_file", "transfer"]
 
 _NONBLOCK: Final = getattr(os, "O_NONBLOCK", 0)
-# A new file under its final name, as :func:`cowpath._staging.create` makes one.
-_NEW_FILE: Final = WRITE_FLAGS | os.O_CREAT | os.O_EXCL
 
 
 class _Dest(enum.Enum):
@@ -301,7 +299,7 @@ def _write_direct(backend: Backend, source: Source) -> bool:
     """
     job = source.job
     try:
-        fd = os.open(job.dst, _NEW_FILE, 0o666)
+        fd = os.open(job.dst, NEW_FILE, 0o666)
     except OSError:
         return False
     try:

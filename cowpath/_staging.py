@@ -25,10 +25,12 @@ from typing import Final
 
 from ._common import StrOrBytesPath, token
 
-__all__ = ["Staging", "create", "private_name", "stage", "umask"]
+__all__ = ["NEW_FILE", "Staging", "create", "private_name", "stage", "umask"]
 
 _CLOEXEC: Final = getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_NOINHERIT", 0)
 _BINARY: Final = getattr(os, "O_BINARY", 0)
+#: How a file inside a staged directory is created: under its final name, never over another.
+NEW_FILE: Final = os.O_WRONLY | os.O_CREAT | os.O_EXCL | _CLOEXEC | _BINARY
 _TMPFILE: Final = getattr(os, "O_TMPFILE", 0)
 _NOFOLLOW: Final = getattr(os, "O_NOFOLLOW", 0)
 _PROC_FD: Final = sys.platform.startswith("linux")
@@ -208,7 +210,7 @@ def create(target: StrOrBytesPath) -> Staging | None:
     general path, which reports what shutil would.
     """
     try:
-        fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL | _CLOEXEC | _BINARY, 0o666)
+        fd = os.open(target, NEW_FILE, 0o666)
     except OSError:
         return None
     return Staging(fd, target, target, direct=True)
