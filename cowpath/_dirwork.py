@@ -41,6 +41,7 @@ __all__ = [
     "copy_directory",
     "copy_files",
     "join",
+    "prefix",
 ]
 
 # What became of one entry: (tag, index in the listing, name, a, b).
@@ -84,6 +85,11 @@ def join(directory: Any, name: Any) -> Any:
     """``os.path.join(directory, name)`` for POSIX paths, without its per-call cost."""
     sep: Any = b"/" if isinstance(directory, bytes) else "/"
     return directory + name if directory.endswith(sep) else directory + sep + name
+
+
+def prefix(directory: Any) -> Any:
+    """What :func:`join` puts before a name: ``prefix(d) + name == join(d, name)``, for a loop over names."""
+    return join(directory, directory[:0])
 
 
 def _seen(job: FileJob) -> Identity | None:
@@ -135,12 +141,12 @@ def copy_entries(
     outcomes: list[Outcome] = []
     files = 0
     mode, metadata, with_stat, direct = settings.mode, settings.metadata, settings.with_stat, settings.direct
-    prefix = join(dst, dst[:0])
+    dst_prefix = prefix(dst)
     for index, entry in enumerate(entries):
         name = entry.name
         if name == settings.skip:
             continue
-        dstname = prefix + name
+        dstname = dst_prefix + name
         plain = False
         try:
             if entry.is_symlink():

@@ -46,6 +46,7 @@ from ._dirwork import (
     copy_entries,
     copy_files,
     join,
+    prefix,
 )
 from ._pool import FileSlot
 from ._select import BACKEND, backend
@@ -258,7 +259,7 @@ class DirTree(_Tree):
         kind, key, src, dst, names, srcobj = item
         if kind == "files":
             self.found += len(result)
-            src_prefix, dst_prefix = join(src, src[:0]), join(dst, dst[:0])
+            src_prefix, dst_prefix = prefix(src), prefix(dst)
             for tag, index, _, first, second in result:
                 place, name = names[index]
                 if tag == FILE and self.quick:
@@ -298,7 +299,7 @@ class DirTree(_Tree):
         if subdirs is None:
             subdirs = []
         quick = self.quick
-        src_prefix, dst_prefix = join(src, src[:0]), join(dst, dst[:0])
+        src_prefix, dst_prefix = prefix(src), prefix(dst)
         for outcome in outcomes:
             tag, index, name, first, second = outcome
             if tag == FILE and quick:
