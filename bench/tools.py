@@ -199,16 +199,22 @@ def _floor_tree() -> Copier:
         os.close(dst_fd)
         os.close(src_fd)
 
-    def _bare_dir(src: str, dst: str) -> None:
-        os.mkdir(dst)
-        with os.scandir(src) as listing:
-            entries = list(listing)
+    def _bare_entries(entries: list[os.DirEntry[str]], dst: str) -> None:
         for entry in entries:
             target = dst + "/" + entry.name
             if entry.is_dir(follow_symlinks=False):
                 _bare_dir(entry.path, target)
             else:
                 _bare_file(entry.path, target)
+
+    def _bare_dir(src: str, dst: str) -> None:
+        os.mkdir(dst)
+        with os.scandir(src) as listing:
+            entries = list(listing)
+        _bare_entries(entries, dst)
+        _dir_stat(src, dst)
+
+    def _dir_stat(src: str, dst: str) -> None:
         st = os.stat(src)
         os.utime(dst, ns=(st.st_atime_ns, st.st_mtime_ns))
         os.chmod(dst, st.st_mode & 0o7777)
@@ -224,12 +230,7 @@ def _floor_tree() -> Copier:
             if pid == 0:  # the child ends in os._exit
                 code = 0
                 try:
-                    for entry in entries[k::count]:
-                        target = os.path.join(dst, entry.name)
-                        if entry.is_dir(follow_symlinks=False):
-                            _bare_dir(entry.path, target)
-                        else:
-                            _bare_file(entry.path, target)
+                    _bare_entries(entries[k::count], dst)
                 except OSError as exc:
                     code = 3 if exc.errno in (errno.EOPNOTSUPP, errno.EXDEV, errno.EINVAL) else 1
                 finally:
@@ -240,9 +241,7 @@ def _floor_tree() -> Copier:
             raise Unavailable("no clone here (the bare loop has no fallback to copying)")
         if any(codes):
             raise RuntimeError(f"a bare copy process failed: exit codes {codes}")
-        st = os.stat(src)
-        os.utime(dst, ns=(st.st_atime_ns, st.st_mtime_ns))
-        os.chmod(dst, st.st_mode & 0o7777)
+        _dir_stat(src, dst)
         return dst
 
     return copy_tree
